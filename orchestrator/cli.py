@@ -1,0 +1,64 @@
+"""``layerlab``: one command, git-style subcommands, one module per subcommand.
+
+Each module in ``orchestrator.commands`` exposes ``register(subparsers)``; it adds its parser
+and sets ``func`` to a function taking the parsed namespace and returning an exit code.
+Bad input (``InputError``) becomes one line on stderr and exit code 2; anything else is a bug
+and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from workloads.errors import InputError
+
+#: Subcommands in the order ``--help`` lists them (data-flow order).
+COMMANDS = ("estimate", "slice", "census", "window", "render", "stats")
+
+EPILOG = """\
+typical session:
+  layerlab estimate --model llama-3.2-1b --hardware gem5-mi300 --phase decode --context 1024
+  layerlab render --model llama-3.2-1b --device mi300x --out runs/decode-l3
+  layerlab census runs/census            # kernel map from a skip-all run
+  layerlab window runs/census --step 1 --layer 3
+  layerlab stats runs/decode-l3/m5out/stats.txt --kernels
+
+Run 'layerlab <command> --help' for the options of one command.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="layerlab",
+        description="Simulate one transformer layer on gem5's AMD GPU model and check it against a roofline.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version="layerlab 0.1.0")
+    subparsers = parser.add_subparsers(dest="command", metavar="<command>")
+    for name in COMMANDS:
+        module = importlib.import_module(f"orchestrator.commands.{name}")
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except InputError as exc:
+        print(f"layerlab {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # `layerlab stats ... | head` is normal use
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
