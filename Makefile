@@ -10,7 +10,6 @@ STAMP  := $(VENV)/.layerlab-installed
 # workplace keeps on disk; the guest-driver tests run it on the CPU.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q 'torch==2.13.0'
 	$(BIN)/pip install -q -e '.[dev,workloads,hdf5]'
 	touch $(STAMP)

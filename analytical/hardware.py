@@ -79,6 +79,12 @@ class HardwareSpec:
     l1_bytes_per_cu: int = 16 * KiB
     vendor: str = "AMD"
     source: str = "datasheet"  # "datasheet" | "gem5" | "notebook"
+    #: Bandwidth of the LLC / L2 when data is served from there; 0 = unknown (the cache-hierarchy
+    #: estimator then keeps DRAM bandwidth for that level).
+    llc_bandwidth_bytes_per_s: float = 0.0
+    l2_bandwidth_bytes_per_s: float = 0.0
+    #: Smallest time one kernel takes end to end (launch + drain); the launch-floor estimator.
+    kernel_launch_s: float = 0.0
     notes: str = ""
     gem5: Gem5GpuConfig | None = None
     aliases: tuple[str, ...] = field(default_factory=tuple)
@@ -91,3 +97,208 @@ class HardwareSpec:
     def last_level_cache_bytes(self) -> int:
         """The largest on-chip cache a tile can live in: the LLC if present, else L2."""
         return self.llc_bytes or self.l2_bytes
+
+
+# --------------------------------------------------------------------------------------------
+# gem5 DRAM interfaces: per-channel peak bandwidth.
+#
+# Source: gem5 ``src/python/gem5/components/memory/dram_interfaces/{hbm,ddr3,ddr4}.py`` (the same
+# classes ``src/mem/DRAMInterface.py`` exposes to ``--mem-type`` / ``--dgpu-mem-type``). One burst
+# moves ``device_bus_width * devices_per_rank * burst_length / 8`` bytes and the data bus is busy
+# ``tBURST`` per burst, so the peak of one channel is bytes_per_burst / tBURST. Checked values:
+#   HBM_1000_4H_1x128: 128 bit x BL4 = 64 B per tBURST 4 ns  -> 16.0 GB/s
+#   HBM_1000_4H_1x64:   64 bit x BL4 = 32 B per tBURST 4 ns  ->  8.0 GB/s (inherits tBURST)
+#   HBM_2000_4H_1x64:   64 bit x BL4 = 32 B per tBURST 2 ns  -> 16.0 GB/s
+#   DDR3_1600_8x8:   8 x 8 bit x BL8 = 64 B per tBURST 5 ns  -> 12.8 GB/s
+#   DDR4_2400_{16x4,8x8,4x16}: 64 bit x BL8 = 64 B per tBURST 3.332 ns -> 19.2 GB/s
+# Refresh, turnarounds and row misses make achieved bandwidth lower; this is the ceiling.
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DramInterface:
+    """Timing facts of one gem5 DRAM interface class that set its peak bandwidth."""
+
+    name: str
+    device_bus_width_bits: int
+    devices_per_rank: int
+    burst_length: int
+    t_burst_s: float
+    source: str
+
+    @property
+    def bytes_per_burst(self) -> int:
+        return self.device_bus_width_bits * self.devices_per_rank * self.burst_length // 8
+
+    @property
+    def peak_bytes_per_s(self) -> float:
+        """Peak bandwidth of ONE channel (one memory controller)."""
+        return self.bytes_per_burst / self.t_burst_s
+
+
+_HBM = "src/python/gem5/components/memory/dram_interfaces/hbm.py"
+_DDR3 = "src/python/gem5/components/memory/dram_interfaces/ddr3.py"
+_DDR4 = "src/python/gem5/components/memory/dram_interfaces/ddr4.py"
+
+#: gem5 DRAM interface classes a GPU-FS run may name with ``--dgpu-mem-type``; key = class name.
+GEM5_DRAM_TYPES: dict[str, DramInterface] = {
+    d.name: d
+    for d in (
+        DramInterface("HBM_1000_4H_1x128", 128, 1, 4, 4e-9, _HBM),
+        DramInterface("HBM_1000_4H_1x64", 64, 1, 4, 4e-9, _HBM),
+        DramInterface("HBM_2000_4H_1x64", 64, 1, 4, 2e-9, _HBM),
+        DramInterface("DDR3_1600_8x8", 8, 8, 8, 5e-9, _DDR3),
+        DramInterface("DDR4_2400_16x4", 4, 16, 8, 3.332e-9, _DDR4),
+        DramInterface("DDR4_2400_8x8", 8, 8, 8, 3.332e-9, _DDR4),
+        DramInterface("DDR4_2400_4x16", 16, 4, 8, 3.332e-9, _DDR4),
+    )
+}
+
+
+def dram_peak_bytes_per_s(dram_type: str, channels: int) -> float:
+    """Peak DRAM bandwidth of ``channels`` controllers of a gem5 DRAM class."""
+    from workloads.errors import unknown_name
+
+    key = {k.lower(): k for k in GEM5_DRAM_TYPES}.get(dram_type.lower())
+    if key is None:
+        raise unknown_name("gem5 DRAM type", dram_type, GEM5_DRAM_TYPES)
+    if channels < 1:
+        from workloads.errors import InputError
+
+        raise InputError(f"DRAM channels must be >= 1, got {channels}")
+    return GEM5_DRAM_TYPES[key].peak_bytes_per_s * channels
+
+
+# --------------------------------------------------------------------------------------------
+# MFMA timing by gem5 version.
+#
+# v24.0 (and develop before PR #1700, Oct 2024): an MFMA is an ordinary VALU instruction that
+# holds its SIMD for ``issue_period`` cycles, whatever its shape (analytical_anchors.md §0.3).
+# From v24.1 (PR #1700) a per-opcode table of matrix-core cycles holds the SIMD for
+# ``cycles * mfma_scale``; PR #2039 made a missing entry a panic; PR #2802 added CDNA4.
+# --------------------------------------------------------------------------------------------
+
+#: gem5 version -> MFMA timing model: "issue_period" (pre-#1700) or "cycle_table" (#1700+).
+MFMA_TIMING_BY_VERSION: dict[str, str] = {
+    "v24.0": "issue_period",
+    "v24.1": "cycle_table",
+    "v25.0": "cycle_table",
+    "v25.1": "cycle_table",
+    "develop": "cycle_table",
+}
+
+#: The MFMA each dtype class is assumed to run as (what hipBLASLt/Tensile kernels on gfx90a/gfx942
+#: use: kernel names carry ``MI16x16x1``), with the FLOPs one wavefront-instruction does.
+MFMA_INSTRUCTION_BY_CLASS: dict[str, tuple[str, int]] = {
+    "fp16_matrix": ("v_mfma_f32_16x16x16_f16", 2 * 16 * 16 * 16),
+    "bf16_matrix": ("v_mfma_f32_16x16x16_bf16", 2 * 16 * 16 * 16),
+    "fp8_matrix": ("v_mfma_f32_16x16x32_fp8_fp8", 2 * 16 * 16 * 32),
+    "fp32_matrix": ("v_mfma_f32_16x16x4_f32", 2 * 16 * 16 * 4),
+}
+
+#: Matrix-core cycles per MFMA (per SIMD) in gem5's table (PR #1700 values; fp32 16x16x4 is
+#: derived from the datasheet 256 FLOP/clk/CU of both CDNA2 and CDNA3). gfx90a has no fp8 MFMA.
+MFMA_CYCLES: dict[str, dict[str, int]] = {
+    "gfx90a": {"fp16_matrix": 32, "bf16_matrix": 32, "fp32_matrix": 32},
+    "gfx942": {"fp16_matrix": 16, "bf16_matrix": 16, "fp8_matrix": 16, "fp32_matrix": 32},
+}
+
+_GEM5_DEVICES = {"mi200": ("MI200", "gfx90a", 4), "mi300": ("MI300X", "gfx942", 40)}
+_GEM5_DEVICE_ALIASES = {
+    "mi200": "mi200",
+    "mi210": "mi200",
+    "mi250x": "mi200",
+    "gfx90a": "mi200",
+    "mi300": "mi300",
+    "mi300x": "mi300",
+    "gfx942": "mi300",
+}
+
+
+def normalise_gem5_version(version: str) -> str:
+    """'24.0.0.1', 'v24.0', 'V24.1.0' -> the key in MFMA_TIMING_BY_VERSION."""
+    from workloads.errors import unknown_name
+
+    text = version.strip().lower()
+    if text in ("develop", "dev", "stable"):
+        return "develop" if text != "stable" else "v24.0"
+    text = text.removeprefix("v")
+    parts = text.split(".")
+    key = "v" + ".".join(parts[:2]) if len(parts) >= 2 else "v" + text + ".0"
+    if key not in MFMA_TIMING_BY_VERSION:
+        raise unknown_name("gem5 version", version, MFMA_TIMING_BY_VERSION)
+    return key
+
+
+def gem5_flops_per_clock_per_cu(config: Gem5GpuConfig, gfx: str, gem5_version: str) -> dict[str, float]:
+    """FLOP/clk/CU gem5 can reach for each compute class, given its MFMA timing model.
+
+    ``issue_period`` model: one MFMA per SIMD every ``issue_period`` cycles, so a 16x16x16 f16
+    MFMA (8192 FLOP) gives 4 SIMDs x 8192 / 4 = 8192 FLOP/clk/CU: 4x CDNA3 and 8x CDNA2 silicon.
+    ``cycle_table`` model: 4 SIMDs x FLOP/inst / (cycles x mfma_scale) = 1024 (CDNA2) / 2048
+    (CDNA3) FP16 FLOP/clk/CU at scale 1. FP32 vector: 4 SIMDs x wf_size lanes x 2 (FMA) per
+    ``issue_period`` cycles.
+    """
+    model = MFMA_TIMING_BY_VERSION[normalise_gem5_version(gem5_version)]
+    simds = config.simds_per_cu
+    peaks: dict[str, float] = {"fp32_vector": simds * config.wf_size * 2 / config.issue_period}
+    for cls, cycles in MFMA_CYCLES[gfx].items():
+        flops_per_inst = MFMA_INSTRUCTION_BY_CLASS[cls][1]
+        if model == "issue_period":
+            if cls == "fp8_matrix":
+                continue  # fp8 MFMAs arrive with the cycle table; not modelled before it
+            peaks[cls] = simds * flops_per_inst / config.issue_period
+        else:
+            peaks[cls] = simds * flops_per_inst / (cycles * config.mfma_scale)
+    return peaks
+
+
+def gem5_machine(device: str = "mi300", gem5_version: str = "v24.0", **overrides: Any) -> HardwareSpec:
+    """The machine gem5 simulates for ``mi200.py``/``mi300.py`` with ``overrides`` applied.
+
+    ``overrides`` are ``Gem5GpuConfig`` fields (``num_cus``, ``sys_clock_hz``, ``tcc_bytes``,
+    ``num_tccs``, ``dram_type``, ``dram_channels``, ``mfma_scale``...). mi200 defaults to gem5's
+    4 CUs; mi300 to the 40 CUs stock mi300.py forces.
+    """
+    from workloads.errors import InputError, unknown_name
+
+    key = _GEM5_DEVICE_ALIASES.get(device.strip().lower().removeprefix("gem5-"))
+    if key is None:
+        raise unknown_name("gem5 device", device, _GEM5_DEVICE_ALIASES)
+    gpu_device, gfx, default_cus = _GEM5_DEVICES[key]
+    version = normalise_gem5_version(gem5_version)
+    known = set(Gem5GpuConfig.__dataclass_fields__)
+    bad = sorted(set(overrides) - known)
+    if bad:
+        raise unknown_name("gem5 GPU option", bad[0], known)
+    clean = {k: v for k, v in overrides.items() if v is not None}
+    for name, value in clean.items():
+        if isinstance(value, int | float) and not isinstance(value, bool) and value <= 0:
+            raise InputError(f"gem5 option {name} must be positive, got {value}")
+    if "dram_type" in clean:  # canonical gem5 class name, whatever case the user typed
+        canonical = {k.lower(): k for k in GEM5_DRAM_TYPES}.get(str(clean["dram_type"]).lower())
+        if canonical is None:
+            raise unknown_name("gem5 DRAM type", str(clean["dram_type"]), GEM5_DRAM_TYPES)
+        clean["dram_type"] = canonical
+    config = Gem5GpuConfig(device=gpu_device.lower(), num_cus=default_cus).with_overrides(**clean)
+    bandwidth = dram_peak_bytes_per_s(config.dram_type, config.dram_channels)
+    return HardwareSpec(
+        name=f"gem5-{key}",
+        compute_units=config.num_cus,
+        clock_hz=config.sys_clock_hz,
+        flops_per_clock_per_cu=gem5_flops_per_clock_per_cu(config, gfx, version),
+        dram_bandwidth_bytes_per_s=bandwidth,
+        l2_bytes=config.tcc_bytes,
+        l2_count=config.num_tccs,
+        llc_bytes=0,
+        lds_bytes_per_cu=config.lds_bytes,
+        l1_bytes_per_cu=config.tcp_bytes,
+        source="gem5",
+        notes=(
+            f"as simulated by gem5 {version} ({MFMA_TIMING_BY_VERSION[version]} MFMA model), {gfx}, "
+            f"{config.num_cus} CUs @ {config.sys_clock_hz / 1e9:g} GHz, "
+            f"{config.dram_channels}x {config.dram_type}"
+        ),
+        gem5=config,
+        aliases=(key, f"gem5-{gpu_device.lower()}"),
+    )

@@ -1,15 +1,271 @@
-"""`layerlab estimate` (placeholder until its issue lands)."""
+"""`layerlab estimate`: what one decoder layer should cost, op by op, on a machine.
+
+Thin shell over ``analytical.pipeline.estimate_layer``: parse, resolve the model and machine
+(case-insensitive names, gem5 overrides), print one tidy table, optionally draw the roofline.
+"""
 
 from __future__ import annotations
 
 import argparse
+import re
+import sys
+
+from analytical.calibration import load_calibration
+from analytical.catalog import get_hardware, list_hardware
+from analytical.estimators import ESTIMATORS
+from analytical.hardware import GEM5_DRAM_TYPES
+from analytical.notebook import notebook_chunk_shape
+from analytical.ops import ATTENTION_IMPLS, ENGINES, PHASES
+from analytical.pipeline import estimate_layer
+from orchestrator.output import add_format_options, emit
+from workloads.errors import InputError
+from workloads.models import list_models, load_model_config
+
+EPILOG = (
+    """\
+examples:
+  # decode, batch 1, 1024 tokens of context, on the machine gem5's mi300.py simulates
+  layerlab estimate --model llama-3.2-1b --hardware gem5-mi300 --phase decode --batch 1 --context 1024
+
+  # prefill of 512 tokens on a real MI300X, with a roofline chart
+  layerlab estimate --model llama-3.2-1b --hardware mi300x --phase prefill --seq 512 --plot roofline.png
+
+  # chunked prefill: a 256-token chunk over 1024 past tokens plus 8 decode requests, as vLLM runs it
+  layerlab estimate --model llama-3.1-8b --hardware mi300x --phase chunked --seq 256 --context 1024 \\
+      --decode-tokens 8 --engine vllm
+
+  # the same gem5 machine with 8 CUs, a 1.8 GHz shader clock, 4 MiB of TCC and 8 HBM channels
+  layerlab estimate --model llama-3.2-1b --hardware gem5-mi200 --phase decode --context 1024 \\
+      --num-cus 8 --sys-clock 1.8GHz --tcc-size 4MiB --dram-channels 8 --gem5-version v24.1
+
+  # whole model (every layer, embeddings, LM head and a total row) as JSON for a script
+  layerlab estimate --model gpt2 --hardware a100 --phase prefill --seq 128 --layers all --format json
+
+estimators (every one is a column t_<name>_s; --estimator picks t_est_s):
+  roofline  per-op max(FLOPs/peak, bytes/BW), summed over ops (default)
+  simple    the notebook's: MACs vs weight+KV bytes only
+  tiling    the notebook's cache-sized tiles (GQA folded, head_dim contraction; --notebook-bugs for the original)
+  cache     weights from the LLC when the layer fits; waves: wave-quantised GEMM tiles over CUs
+  full      waves + cache + per-kernel launch floor, with --calibration factors
+
+machines: """
+    + ", ".join(list_hardware())
+    + """
+models:   """
+    + ", ".join(list_models())
+    + """ (or a config.json path)
+"""
+)
+
+_SIZE_UNITS = {
+    "": 1,
+    "b": 1,
+    "kb": 1024,
+    "kib": 1024,
+    "mb": 1024**2,
+    "mib": 1024**2,
+    "gb": 1024**3,
+    "gib": 1024**3,
+}
+_FREQ_UNITS = {"": 1.0, "hz": 1.0, "khz": 1e3, "mhz": 1e6, "ghz": 1e9}
+
+
+def _parse(text: str, units: dict[str, float], what: str) -> float:
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([a-zA-Z]*)\s*", text)
+    if not match or match.group(2).lower() not in units:
+        raise argparse.ArgumentTypeError(
+            f"not a {what}: {text!r} (e.g. " + ("256kB, 4MiB)" if what == "size" else "1GHz, 1800MHz)")
+        )
+    return float(match.group(1)) * units[match.group(2).lower()]
+
+
+def parse_size(text: str) -> int:
+    """gem5-style memory size ('256kB', '4MiB'); gem5 treats kB/MB as binary units."""
+    return int(_parse(text, _SIZE_UNITS, "size"))
+
+
+def parse_frequency(text: str) -> float:
+    return _parse(text, _FREQ_UNITS, "frequency")
+
+
+def _notebook_chunk(text: str) -> tuple[int, int]:
+    parts = text.replace(",", ":").split(":")
+    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+        raise argparse.ArgumentTypeError(f"expected IN:OUT token counts, got {text!r}")
+    return int(parts[0]), int(parts[1])
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("estimate", help="(not yet available)")
+    parser = subparsers.add_parser(
+        "estimate",
+        help="analytical FLOPs, bytes and time of one decoder layer, op by op",
+        description="Estimate every op of one decoder layer (FLOPs, bytes by class, intensity, bound, "
+        "time per estimator) for a model, phase and shape on a datasheet GPU or the machine gem5 simulates.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    what = parser.add_argument_group("what to run")
+    what.add_argument("--model", required=True, help="shipped model name, HF repo id or config.json path")
+    what.add_argument(
+        "--from-hub",
+        action="store_true",
+        help="allow fetching config.json from the Hugging Face hub by repo id",
+    )
+    what.add_argument("--phase", required=True, type=str.lower, choices=PHASES)
+    what.add_argument("--batch", type=int, default=1, help="requests (default 1)")
+    what.add_argument("--seq", type=int, help="new tokens per request: prompt (prefill) or chunk (chunked)")
+    what.add_argument("--context", type=int, default=0, help="past tokens per request in the KV cache")
+    what.add_argument("--decode-tokens", type=int, default=0, help="chunked: decode requests riding along")
+    what.add_argument(
+        "--decode-context", type=int, help="chunked: past tokens of each decode request (default --context)"
+    )
+    what.add_argument(
+        "--notebook-chunk",
+        type=_notebook_chunk,
+        metavar="IN:OUT",
+        help="chunked: split the --seq chunk the notebook's way for IN prompt / OUT output tokens",
+    )
+    what.add_argument(
+        "--engine",
+        type=str.lower,
+        choices=ENGINES,
+        default="hf-eager",
+        help="kernel structure to model (default hf-eager)",
+    )
+    what.add_argument(
+        "--attention",
+        type=str.lower,
+        choices=ATTENTION_IMPLS,
+        default="eager",
+        help="hf-eager attention: eager (materialised scores) or sdpa (fused); vllm is always fused",
+    )
+    what.add_argument("--dtype", help="bf16, fp16, fp32 or fp8 (default: the model's torch_dtype)")
+    what.add_argument(
+        "--layers", default="0", help="layer index, A-B, list, or 'all' (+ non-layer ops and a total)"
+    )
+
+    how = parser.add_argument_group("machine and estimator")
+    how.add_argument(
+        "--hardware", required=True, help="machine name, or several separated by commas (case-insensitive)"
+    )
+    how.add_argument("--estimator", type=str.lower, choices=ESTIMATORS, default="roofline")
+    how.add_argument("--calibration", metavar="YAML", help="per-op-class efficiency factors")
+    how.add_argument(
+        "--launch-floor", type=float, metavar="SECONDS", help="per-kernel floor (default: the machine's)"
+    )
+    how.add_argument(
+        "--notebook-bugs",
+        action="store_true",
+        help="tiling estimator with the notebook's original attention dims (to reproduce old numbers)",
+    )
+
+    gem5 = parser.add_argument_group("gem5 machine overrides (gem5-mi200 / gem5-mi300 only)")
+    gem5.add_argument("--gem5-version", default="v24.0", help="selects the MFMA timing model (default v24.0)")
+    gem5.add_argument(
+        "--num-cus", type=int, help="-u/--num-compute-units (mi200 default 4; mi300.py forces 40)"
+    )
+    gem5.add_argument("--sys-clock", type=parse_frequency, help="shader/CU clock, e.g. 1GHz (default 1GHz)")
+    gem5.add_argument("--tcc-size", type=parse_size, help="aggregate TCC (L2), e.g. 256kB (default)")
+    gem5.add_argument("--num-tccs", type=int, help="TCC slices (default 1)")
+    gem5.add_argument(
+        "--dram-type",
+        metavar="CLASS",
+        help="--dgpu-mem-type, a gem5 DRAM class: "
+        + ", ".join(sorted(GEM5_DRAM_TYPES))
+        + " (default HBM_1000_4H_1x128)",
+    )
+    gem5.add_argument("--dram-channels", type=int, help="--dgpu-num-dirs: DRAM channels (default 1)")
+    gem5.add_argument("--mfma-scale", type=float, help="--mfma-scale (gem5 >= v24.1)")
+
+    out = parser.add_argument_group("output")
+    add_format_options(out)
+    out.add_argument("--plot", metavar="PNG", help="write a log-log roofline chart, one point per op")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    print("layerlab estimate: not implemented yet")
-    return 1
+    model = load_model_config(args.model, allow_hub=args.from_hub)
+    overrides = {
+        "num_cus": args.num_cus,
+        "sys_clock_hz": args.sys_clock,
+        "tcc_bytes": args.tcc_size,
+        "num_tccs": args.num_tccs,
+        "dram_type": args.dram_type,
+        "dram_channels": args.dram_channels,
+        "mfma_scale": args.mfma_scale,
+    }
+    names = [n for n in args.hardware.split(",") if n.strip()]
+    if not names:
+        raise InputError("--hardware is empty; choose one of: " + ", ".join(list_hardware()))
+    machines = [get_hardware(n, gem5_version=args.gem5_version, **overrides) for n in names]
+    seq, context, decode_tokens, decode_context = (
+        args.seq,
+        args.context,
+        args.decode_tokens,
+        args.decode_context,
+    )
+    if args.notebook_chunk:
+        if args.phase != "chunked" or seq is None:
+            raise InputError("--notebook-chunk needs --phase chunked and --seq CHUNK")
+        shape = notebook_chunk_shape(seq, *args.notebook_chunk)
+        seq, context, decode_tokens, decode_context = (
+            shape.seq,
+            shape.context,
+            shape.decode_tokens,
+            shape.decode_context,
+        )
+    calibration = load_calibration(args.calibration) if args.calibration else None
+    if args.launch_floor is not None and args.launch_floor < 0:
+        raise InputError(f"--launch-floor must be >= 0, got {args.launch_floor}")
+    table = estimate_layer(
+        model,
+        machines,
+        args.phase,
+        batch=args.batch,
+        seq=seq,
+        context=context,
+        decode_tokens=decode_tokens,
+        decode_context=decode_context,
+        engine=args.engine,
+        attention=args.attention,
+        dtype=args.dtype,
+        layers=args.layers,
+        estimator=args.estimator,
+        calibration=calibration,
+        launch_floor_s=args.launch_floor,
+        notebook_bugs=args.notebook_bugs,
+    )
+    if args.plot:
+        first = table[table["hardware"] == machines[0].name]
+        title = f"{model.name} {args.phase} on {machines[0].name} ({args.engine}, {args.estimator})"
+        from analytical.plot import roofline_plot
+
+        roofline_plot(first[first["op"] != "total"], machines[0], args.plot, title=title)
+    if args.format == "table":
+        compact = [
+            "layer",
+            "op",
+            "module",
+            "flops",
+            "total_bytes",
+            "intensity",
+            "bound",
+            "t_compute_s",
+            "t_memory_s",
+            "t_est_s",
+            "est_cycles",
+        ]
+        if len(machines) > 1:
+            compact.insert(0, "hardware")
+        shown = table[compact]
+        total = table[table["op"] != "total"]
+        title = f"{model.name} | {args.phase} | {args.engine} | {args.estimator} | " + ", ".join(
+            f"{m.name}: {total.loc[total['hardware'] == m.name, 't_est_s'].sum() * 1e6:.4g} µs"
+            for m in machines
+        )
+        emit(shown, "table", args.output, title=title)
+    else:
+        emit(table, args.format, args.output)
+    if args.plot and args.format == "table" and not args.output:
+        print(f"roofline chart: {args.plot}", file=sys.stderr)
+    return 0

@@ -1,0 +1,156 @@
+"""Read any gem5 stats output into one long table, and the helpers users reach for first.
+
+``read_stats`` is the entry point: a text ``stats.txt`` (any gem5 version), ``h5://file`` (HDF5)
+or a ``.json`` pystats file; text results are cached as parquet (``stats_parsers.cache``).
+
+The nozero/nonan policy: gem5 does not print a ``nozero`` stat whose value is 0 nor a ``nonan``
+stat that is NaN, so "no row" means "not printed", not 0. ``stat_across_dumps`` and ``wide``
+return NaN there; pass ``fill_missing=0`` only for stats you know are ``nozero`` counters.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import asdict
+from pathlib import Path
+
+import pandas as pd
+import polars as pl
+
+from stats_parsers import cache as cache_mod
+from stats_parsers.stats_text import StatsDumps, parse_stats_text, to_pandas
+from workloads.errors import InputError, close_matches
+
+H5_PREFIX = "h5://"
+
+
+def read_stats(
+    path: str | os.PathLike[str],
+    *,
+    strict: bool = True,
+    description: bool = False,
+    cache: bool = True,
+    cache_dir: str | os.PathLike[str] | None = None,
+) -> StatsDumps:
+    """Parse a stats file (text, ``h5://``, ``.json``) into a ``StatsDumps``.
+
+    strict: a bad line raises ``InputError`` naming file and line; lenient (False) skips bad
+    lines and counts them in ``skipped_lines``. A truncated last block is kept (its complete
+    lines) and flagged in ``truncated`` either way.
+    """
+    text = os.fspath(path)
+    if text.startswith(H5_PREFIX) or text.endswith((".h5", ".hdf5")):
+        from stats_parsers.stats_formats import read_hdf5
+
+        return read_hdf5(text.removeprefix(H5_PREFIX))
+    source = Path(text)
+    if source.suffix == ".json":
+        from stats_parsers.stats_formats import read_json
+
+        return read_json(source)
+    if source.is_dir():
+        source = source / "stats.txt"
+    if not source.is_file():
+        raise InputError(f"{source}: stats file not found")
+    if not cache:
+        return parse_stats_text(source, strict=strict, description=description)
+    options = f"strict={strict};description={description}"
+    entry = cache_mod.cache_path(source, options, Path(cache_dir) if cache_dir else None)
+    hit = cache_mod.load(entry)
+    if hit is not None:
+        frame, meta = hit
+        return StatsDumps(
+            frame=frame,
+            path=source,
+            messages=tuple(meta["messages"]),
+            truncated=meta["truncated"],
+            skipped_lines=meta["skipped_lines"],
+            source_format=meta["source_format"],
+            notes=tuple(meta["notes"]),
+        )
+    parsed = parse_stats_text(source, strict=strict, description=description)
+    meta = {k: v for k, v in asdict(parsed).items() if k not in ("frame", "path")}
+    meta["messages"] = list(parsed.messages)
+    meta["notes"] = list(parsed.notes)
+    cache_mod.store(entry, parsed.frame, meta)
+    return parsed
+
+
+def _frame(stats: StatsDumps | pl.DataFrame) -> pl.DataFrame:
+    return stats.frame if isinstance(stats, StatsDumps) else stats
+
+
+def full_name(name: str, key: str = "") -> str:
+    """``name::key`` as gem5 prints it (just ``name`` for scalars)."""
+    return f"{name}::{key}" if key else name
+
+
+def _full_expr() -> pl.Expr:
+    key = pl.col("key").cast(pl.String)
+    return (
+        pl.when(key == "")
+        .then(pl.col("name").cast(pl.String))
+        .otherwise(pl.concat_str([pl.col("name").cast(pl.String), pl.lit("::"), key]))
+    )
+
+
+def _n_dumps(stats: StatsDumps | pl.DataFrame) -> int:
+    if isinstance(stats, StatsDumps):
+        return stats.n_dumps
+    return int(stats.get_column("dump").max() or 0) + 1 if stats.height else 0
+
+
+def stat_across_dumps(
+    stats: StatsDumps | pl.DataFrame, stat: str, *, fill_missing: float | None = None
+) -> pd.Series:
+    """One stat (``name`` or ``name::key``) over all dumps: a Series indexed by dump.
+
+    Dumps where gem5 did not print it are NaN (see the nozero policy in the module doc).
+    """
+    frame = _frame(stats)
+    name, _, key = stat.partition("::")
+    hits = frame.filter((pl.col("name") == name) & (pl.col("key") == key)).select("dump", "value")
+    if hits.height == 0:
+        names = frame.get_column("name").unique().cast(pl.String).to_list()
+        if name not in names:
+            raise InputError(f"stat {name!r} is not in this stats file; {close_matches(name, names)}")
+    index = pd.RangeIndex(_n_dumps(stats), name="dump")
+    series = pd.Series(dict(hits.iter_rows()), dtype="float64").reindex(index)
+    series.name = stat
+    return series.fillna(fill_missing) if fill_missing is not None else series
+
+
+def wide(
+    stats: StatsDumps | pl.DataFrame, pattern: str | None = None, *, fill_missing: float | None = None
+) -> pd.DataFrame:
+    """A dumps x stats table (columns ``name::key``), optionally only stats matching ``pattern``.
+
+    Missing (not printed) values are NaN unless ``fill_missing`` is given.
+    """
+    frame = _frame(stats).with_columns(stat=_full_expr())
+    if pattern:
+        frame = frame.filter(pl.col("stat").str.contains(pattern))
+    table = frame.select("dump", "stat", "value").to_pandas()
+    result = table.pivot_table(index="dump", columns="stat", values="value", aggfunc="first", dropna=False, sort=False)
+    result = result.reindex(pd.RangeIndex(_n_dumps(stats), name="dump"))
+    result.columns.name = None
+    return result.fillna(fill_missing) if fill_missing is not None else result
+
+
+def subtree(stats: StatsDumps | pl.DataFrame, prefix: str) -> pd.DataFrame:
+    """Rows of every stat under an object path (``system.cpu1.CUs0`` matches its children, not
+    ``system.cpu1.CUs01``)."""
+    prefix = prefix.rstrip(".")
+    name = pl.col("name").cast(pl.String)
+    return to_pandas(_frame(stats).filter((name == prefix) | name.str.starts_with(prefix + ".")))
+
+
+def grep(stats: StatsDumps | pl.DataFrame, pattern: str) -> pl.DataFrame:
+    """Rows whose full ``name::key`` matches the regular expression ``pattern``."""
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise InputError(f"--grep {pattern!r}: not a regular expression ({exc})") from None
+    frame = _frame(stats)
+    return frame.filter(_full_expr().str.contains(pattern))

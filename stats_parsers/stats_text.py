@@ -1,0 +1,502 @@
+"""gem5 ``stats.txt`` → one tidy long table, fast and exact.
+
+Why columnar: a per-line Python loop tops out near the speed of a bare ``split()`` loop (see
+``benchmarks/bench_stats.py``), and real per-kernel runs write hundreds of MB. So the regular
+lines (``name value [pdf% cdf%] [# desc] [(Unit)]``) are split by polars string kernels over
+whole streamed batches, and anything irregular (block markers, one-line bucket lists, bad
+lines, values longer than the fixed window) keeps its raw text and goes through the reference
+line parser in ``stats_lines``. The polars streaming engine reads the file in morsels, so the
+text of a 1 GB file is never held at once: only the table is.
+
+Table columns (one row per printed value):
+
+``dump`` (0-based block index) · ``dump_message`` (gem5 ≥ 2025 ``Begin ... : <message>``, else
+null) · ``name`` (stat name before ``::``) · ``key`` (text after the first ``::``: vector
+subname, bucket ``lo-hi``, ``total``, ``samples``...; empty for scalars) · ``value`` (float64;
+``nan``/``-nan`` → NaN, ``inf``) · ``value_int`` (Int64: the exact integer when the printed value
+is an integer that fits int64, else null; use it for ticks and counters beyond 2**53) ·
+``unit`` (the last parenthesised group when it is a gem5 unit word or rate, e.g. ``Tick/Second``
+without gem5's wrapping parentheses; null in files from before units, 2015-2020, and with
+``desc=False``) · ``pdf_pct``/``cdf_pct`` (the percentage columns, as printed) · optionally
+``description``.
+
+Missing is not zero: gem5 omits ``nozero`` stats that are 0 and ``nonan`` stats that are NaN, so
+a stat absent from a dump has no row; the wide helpers give NaN there unless told to fill.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import polars as pl
+
+from stats_parsers import stats_lines as sl
+from workloads.errors import InputError
+
+#: Bytes after the name in which the fast path looks for the value and pdf/cdf columns;
+#: gem5 pads names to 40 columns and values to 12, so 96 leaves room for long numbers.
+_WINDOW = 96
+_UNIT_RE = r"\(([^()]*|\([^()]*\))\)$"
+_PCT_RE = r"^(\S+)% +(\S+)%(?: |$)"
+
+COLUMNS = ("dump", "dump_message", "name", "key", "value", "value_int", "unit", "pdf_pct", "cdf_pct")
+
+_SCHEMA: dict[str, pl.DataType] = {
+    "line": pl.UInt32(),
+    "name": pl.Categorical(),
+    "key": pl.String(),
+    "value": pl.Float64(),
+    "value_int": pl.Int64(),
+    "unit": pl.String(),
+    "pdf_pct": pl.Float64(),
+    "cdf_pct": pl.Float64(),
+    "description": pl.String(),
+}
+
+
+@dataclass(frozen=True)
+class StatsDumps:
+    """A parsed stats file: the long table plus what the parse noticed about the file."""
+
+    frame: pl.DataFrame
+    path: Path
+    messages: tuple[str | None, ...]
+    truncated: bool = False
+    skipped_lines: int = 0
+    source_format: str = "text"
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def n_dumps(self) -> int:
+        return len(self.messages)
+
+    @property
+    def table(self) -> pd.DataFrame:
+        """The long table as pandas (categoricals kept, ``value_int`` as nullable Int64)."""
+        return to_pandas(self.frame)
+
+
+def to_pandas(frame: pl.DataFrame) -> pd.DataFrame:
+    arrow = frame.to_arrow()
+    return arrow.to_pandas(types_mapper={_arrow_int64(): pd.Int64Dtype()}.get)
+
+
+def _arrow_int64():  # noqa: ANN202 - pyarrow type object
+    import pyarrow as pa
+
+    return pa.int64()
+
+
+def parse_stats_text(path: str | os.PathLike[str], *, strict: bool = True, description: bool = False) -> StatsDumps:
+    """Parse a text stats file; see the module doc for the table and ``read_stats`` for caching."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: stats file not found")
+    size = path.stat().st_size
+    if size == 0:
+        raise InputError(f"{path}: empty file (gem5 writes stats.txt only at the first dump)")
+    with path.open("rb") as handle:
+        head = handle.read(4096)
+        handle.seek(max(0, size - 1))
+        ends_with_newline = handle.read(1) == b"\n"
+    if b"\0" in head:
+        raise InputError(f"{path}: binary data, not a gem5 text stats file (NUL bytes in the first 4 KiB)")
+    try:
+        regular = _fast_scan(path, description)
+    except (pl.exceptions.ComputeError, pl.exceptions.InvalidOperationError, pl.exceptions.SchemaError):
+        # Bad UTF-8 or a stray separator byte: the reference parser names the exact line.
+        regular = None
+    if regular is None:
+        return _assemble_python(path, strict, description, ends_with_newline)
+    return _assemble(path, regular, strict, description, ends_with_newline)
+
+
+def _fast_scan(path: Path, description: bool) -> pl.DataFrame:
+    """Stream the file; regular lines become rows, the rest keep their text in ``raw``."""
+    text = pl.col("l")
+    lf = pl.scan_csv(
+        path,
+        has_header=False,
+        separator="\x1f",
+        quote_char=None,
+        new_columns=["l"],
+        schema={"l": pl.String},
+        row_index_name="line",
+        row_index_offset=1,
+        infer_schema=False,
+    )
+    lf = lf.filter(text.is_not_null()).with_columns(p1=text.str.find(" ", literal=True))
+    lf = lf.with_columns(window=text.str.slice(pl.col("p1"), _WINDOW))
+    tok, rest = _split_token(pl.col("window"))
+    lf = lf.with_columns(tok=tok, rest=rest)
+    # pdf/cdf columns: only vectors and distributions with the pdf/cdf flags print them.
+    pdf_tok, rest = _split_token(pl.col("rest"))
+    lf = lf.with_columns(pdf_tok=pdf_tok, rest2=rest)
+    cdf_tok, rest = _split_token(pl.col("rest2"))
+    lf = lf.with_columns(cdf_tok=cdf_tok, rest3=rest)
+    lf = lf.with_columns(
+        value=pl.col("tok").cast(pl.Float64, strict=False),
+        pct=pl.col("pdf_tok").str.ends_with("%"),
+    )
+    tail = pl.when(pl.col("pct")).then(pl.col("rest3")).otherwise(pl.col("rest")).str.strip_chars_start(" ")
+    # Regular: after the value (and pdf/cdf) comes nothing, a description or a unit; not a
+    # marker, not a one-line bucket list, not longer than the window allows.
+    regular = (
+        (pl.col("p1") > 0)
+        & pl.col("value").is_not_null()
+        & ((tail == "") | tail.str.starts_with("#") | tail.str.starts_with("("))
+        & (~pl.col("pct") | (_pct(pl.col("pdf_tok")).is_not_null() & _pct(pl.col("cdf_tok")).is_not_null()))
+        & ~text.str.starts_with("----------")
+        & ~text.str.contains(" |", literal=True)
+        & ((tail != "") | (text.str.len_bytes() <= pl.col("p1") + _WINDOW))
+    )
+    columns = [
+        "line",
+        *_row_exprs(text, pl.col("p1"), pl.col("tok"), description),
+        pl.when(pl.col("pct")).then(_pct(pl.col("pdf_tok"))).alias("pdf_pct"),
+        pl.when(pl.col("pct")).then(_pct(pl.col("cdf_tok"))).alias("cdf_pct"),
+        pl.when(regular).then(pl.lit(None, dtype=pl.String)).otherwise(text).alias("raw"),
+    ]
+    return lf.select(columns).collect(engine="streaming")
+
+
+def _row_exprs(text: pl.Expr, p1: pl.Expr, tok: pl.Expr, description: bool) -> list[pl.Expr]:
+    """name, key, value, value_int, unit[, description] from a line, its first-space offset and
+    its value token. Offsets from ``str.find`` are bytes and ``str.slice`` counts characters;
+    they agree because names and values are ASCII (checked later per distinct name)."""
+    k = text.str.find("::", literal=True)
+    has_key = k.is_not_null() & (k < p1)
+    name_len = pl.when(has_key).then(k).otherwise(p1)
+    unit_raw = text.str.extract(_UNIT_RE, 1)
+    unit_ok = unit_raw.str.contains(sl.UNIT_RE)
+    columns = [
+        text.str.slice(0, name_len).cast(pl.Categorical).alias("name"),
+        pl.when(has_key).then(text.str.slice(k + 2, p1 - k - 2)).otherwise(pl.lit("")).alias("key"),
+        tok.cast(pl.Float64, strict=False).alias("value"),
+        tok.cast(pl.Int64, strict=False).alias("value_int"),
+        pl.when(unit_ok).then(unit_raw.str.strip_chars("()")).alias("unit"),
+    ]
+    if description:
+        hash_at = text.str.find(" # ", literal=True)
+        # Drop " (Unit)" from the end when it is a real unit (head() counts characters).
+        desc_full = text.str.slice(hash_at + 3)
+        desc = pl.when(unit_ok).then(desc_full.str.head(-(unit_raw.str.len_chars() + 3))).otherwise(desc_full)
+        columns.append(pl.when(hash_at.is_not_null()).then(desc.str.strip_chars_end(" ")).alias("description"))
+    return columns
+
+
+def _split_token(expr: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
+    """(first whitespace-separated token, the rest) with literal kernels only: polars' regex
+    captures cost about a microsecond a row, ten times a literal find/slice."""
+    stripped = expr.str.strip_chars_start(" ")
+    at = stripped.str.find(" ", literal=True)
+    return stripped.str.slice(0, at), stripped.str.slice(at).fill_null("")
+
+
+def _pct(token: pl.Expr) -> pl.Expr:
+    return pl.when(token.str.ends_with("%")).then(token.str.strip_suffix("%").cast(pl.Float64, strict=False))
+
+
+def _oneline_pass(irregular: pl.DataFrame, description: bool) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Vectorised pass over one-line bucket lists (``name |v pdf% cdf% |v ...``).
+
+    Returns (bucket rows keyed by position in ``bucket``, leftovers for the line parser).
+    """
+    text = pl.col("raw")
+    hash_at = text.str.find(" # ", literal=True)
+    head = pl.when(hash_at.is_not_null()).then(text.str.slice(0, hash_at)).otherwise(text)
+    one = irregular.filter(~text.str.starts_with("----------")).with_columns(head=head)
+    one = one.filter(pl.col("head").str.contains(" |", literal=True)).with_columns(cells=pl.col("head").str.split(" |"))
+    one = one.with_columns(
+        full=pl.col("cells").list.first().str.strip_chars(" "), cells=pl.col("cells").list.slice(1)
+    ).with_columns(n=pl.col("cells").list.len())
+    one = one.filter(pl.col("n") > 0).with_columns(bucket=pl.int_ranges(0, pl.col("n"), dtype=pl.Int32))
+    one = one.explode("cells", "bucket")
+    value_tok, rest = _split_token(pl.col("cells"))
+    one = one.with_columns(tok=value_tok, rest=rest)
+    pdf_tok, rest = _split_token(pl.col("rest"))
+    one = one.with_columns(pdf_tok=pdf_tok, rest=rest)
+    cdf_tok, rest = _split_token(pl.col("rest"))
+    one = one.with_columns(cdf_tok=cdf_tok, rest=rest)
+    # A stand-in line "name <desc and unit>" lets the shared expressions find name and unit.
+    fake_line = pl.concat_str([pl.col("full"), pl.lit(" "), text.str.slice(pl.col("head").str.len_chars())])
+    pdf, cdf = _pct(pl.col("pdf_tok")), _pct(pl.col("cdf_tok"))
+    one_rows = one.with_columns(fake=fake_line).select(
+        "line",
+        "bucket",
+        *_row_exprs(pl.col("fake"), pl.col("full").str.len_bytes(), pl.col("tok"), description),
+        pl.when(pl.col("pdf_tok") != "").then(pdf).alias("pdf_pct"),
+        pl.when(pl.col("cdf_tok") != "").then(cdf).alias("cdf_pct"),
+        (
+            ((pl.col("pdf_tok") != "") & pdf.is_null())
+            | ((pl.col("cdf_tok") != "") & cdf.is_null())
+            | (pl.col("rest") != "")
+        ).alias("junk"),
+    )
+    bad_lines = one_rows.filter(pl.col("value").is_null() | (pl.col("key") != "") | pl.col("junk")).get_column("line")
+    one_rows = one_rows.filter(~pl.col("line").is_in(bad_lines.implode())).drop("junk")
+    leftovers = irregular.filter(~pl.col("line").is_in(one_rows.get_column("line").implode()))
+    return one_rows, leftovers
+
+
+@dataclass
+class _Markers:
+    begins: list[int] = field(default_factory=list)
+    ends: list[int] = field(default_factory=list)
+    messages: list[str | None] = field(default_factory=list)
+
+
+def _schema(description: bool) -> dict[str, pl.DataType]:
+    schema = dict(_SCHEMA)
+    schema["bucket"] = pl.Int32()
+    if not description:
+        del schema["description"]
+    return schema
+
+
+def _assemble(path: Path, frame: pl.DataFrame, strict: bool, description: bool, ends_nl: bool) -> StatsDumps:
+    irregular = frame.filter(pl.col("raw").is_not_null()).select("line", "raw")
+    one_rows, leftovers = _oneline_pass(irregular, description) if irregular.height else (None, irregular)
+    markers = _Markers()
+    extra_rows: list[tuple[int, int | None, sl.StatRow]] = []
+    bad: list[tuple[int, str]] = []
+    for line, raw in leftovers.iter_rows():
+        _python_line(line, raw, markers, extra_rows, bad)
+    schema = _schema(description)
+    side = [p for p in (one_rows, _rows_frame(extra_rows, description)) if p is not None and p.height]
+    side = [p.select([pl.col(c).cast(t) if c in p.columns else pl.lit(None, dtype=t).alias(c) for c, t in schema.items()])
+            for p in side]
+    side_rows = pl.concat(side).sort("line", "bucket", nulls_last=False) if side else None
+    # Irregular rows stay in the main frame (dropped by the final filter) so it is filtered once.
+    main = frame.with_columns(bucket=pl.lit(None, dtype=pl.Int32), drop=pl.col("raw").is_not_null()).drop("raw")
+    del frame
+    bad.extend(_bad_names(main.filter(~pl.col("drop"))))
+    if side_rows is not None:
+        bad.extend(_bad_names(side_rows))
+    return _finish(path, main, side_rows, markers, bad, strict, ends_nl)
+
+
+def _rows_frame(extra_rows: list[tuple[int, int | None, sl.StatRow]], description: bool) -> pl.DataFrame:
+    data: dict[str, list] = {
+        "line": [line for line, _, _ in extra_rows],
+        "bucket": [bucket for _, bucket, _ in extra_rows],
+        "name": [r.name for _, _, r in extra_rows],
+        "key": [r.key for _, _, r in extra_rows],
+        "value": [r.value for _, _, r in extra_rows],
+        "value_int": [r.value_int for _, _, r in extra_rows],
+        "unit": [r.unit for _, _, r in extra_rows],
+        "pdf_pct": [r.pdf_pct for _, _, r in extra_rows],
+        "cdf_pct": [r.cdf_pct for _, _, r in extra_rows],
+    }
+    if description:
+        data["description"] = [r.description for _, _, r in extra_rows]
+    schema = _schema(description)
+    return pl.DataFrame(data, schema={c: schema[c] for c in data})
+
+
+def _bad_names(rows: pl.DataFrame) -> list[tuple[int, str]]:
+    names = rows.get_column("name").unique().drop_nulls().to_list()
+    wrong = [n for n in names if not sl._NAME_RE.match(n) or "::" in n]
+    if not wrong:
+        return []
+    hits = rows.filter(pl.col("name").cast(pl.String).is_in(wrong)).select("line", "name")
+    return [(line, f"{name[:60]!r} is not a stat name: not a stats line") for line, name in hits.iter_rows()]
+
+
+def _python_line(line: int, raw: str, markers: _Markers, extra: list, bad: list) -> None:
+    stripped = raw.strip()
+    if not stripped:
+        return
+    try:
+        marker = sl.parse_marker(stripped)
+        if marker is not None:
+            kind, message = marker
+            if kind == "begin":
+                markers.begins.append(line)
+                markers.messages.append(message)
+            else:
+                markers.ends.append(line)
+            return
+        rows = sl.parse_stat_line(raw)
+        oneline = " |" in raw.partition("#")[0]
+        for index, row in enumerate(rows):
+            extra.append((line, index if oneline else None, row))
+    except sl.LineError as exc:
+        bad.append((line, str(exc)))
+
+
+def _pair_markers(markers: _Markers, bad: list) -> tuple[list[int], list[int], list[str | None], bool]:
+    """Pair Begin/End markers: begin lines, end lines (2**32 for an open last block), messages, truncated."""
+    message_of = dict(zip(markers.begins, markers.messages, strict=True))
+    events = sorted([(b, "begin") for b in markers.begins] + [(e, "end") for e in markers.ends])
+    begins: list[int] = []
+    ends: list[int] = []
+    open_block = False
+    for line, kind in events:
+        if kind == "begin":
+            if open_block:
+                bad.append((line, "Begin marker inside an open block (the previous block has no End marker)"))
+                ends.append(line)
+            begins.append(line)
+            open_block = True
+        elif not open_block:
+            bad.append((line, "End marker without a Begin marker"))
+        else:
+            ends.append(line)
+            open_block = False
+    if open_block:
+        ends.append(2**32)
+    return begins, ends, [message_of[b] for b in begins], open_block
+
+
+def _dump_of(lines: np.ndarray, begins: list[int], ends: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    dump = np.searchsorted(np.asarray(begins, dtype=np.int64), lines, side="right") - 1
+    inside = dump >= 0
+    inside[inside] &= lines[inside] < np.asarray(ends, dtype=np.int64)[dump[inside]]
+    return np.where(dump < 0, 0, dump), inside
+
+
+def _finish(
+    path: Path, main: pl.DataFrame, side: pl.DataFrame | None, markers: _Markers, bad: list, strict: bool, ends_nl: bool
+) -> StatsDumps:
+    if not markers.begins:
+        if main.height == 0 and side is None and not bad:
+            raise InputError(f"{path}: no stats in the file (only blank lines)")
+        raise InputError(f"{path}: no 'Begin Simulation Statistics' marker; not a gem5 stats.txt file")
+    begins, ends, messages, truncated = _pair_markers(markers, bad)
+    notes: list[str] = []
+    parts = []
+    for frame in (main, side):
+        if frame is None:
+            continue
+        lines = frame.get_column("line").to_numpy().astype(np.int64)
+        dump, inside = _dump_of(lines, begins, ends)
+        keep = ~frame.get_column("drop").to_numpy() if "drop" in frame.columns else np.ones(len(lines), bool)
+        outside = keep & ~inside
+        if outside.any():
+            bad.extend((int(x), "stat line outside a Begin/End Simulation Statistics block") for x in lines[outside][:1000])
+        parts.append((frame, lines, dump, keep & inside))
+    last_line = max((int(p[1].max()) for p in parts if p[1].size), default=-1)
+    if truncated and not ends_nl and last_line > 0:
+        notes.append(f"line {last_line}: dropped (the file ends mid-line inside the truncated last block)")
+    if bad:
+        bad.sort()
+        if strict:
+            line, why = bad[0]
+            more = f" (and {len(bad) - 1} more bad lines; lenient mode skips them)" if len(bad) > 1 else ""
+            raise _bad(path, line, why + more)
+    bad_lines = np.asarray(sorted({line for line, _ in bad}), dtype=np.int64)
+    frames = []
+    for frame, lines, dump, keep in parts:
+        if truncated and not ends_nl:
+            # The last line of a cut file may hold a cut number: drop it rather than report it.
+            keep &= lines != last_line
+        if bad_lines.size:
+            keep &= ~np.isin(lines, bad_lines)
+        frame = frame.with_columns(dump=pl.Series("dump", dump, dtype=pl.UInt32))
+        if not keep.all():
+            frame = frame.filter(pl.Series(keep))
+        frames.append(frame.drop("drop", strict=False))
+    main = frames[0]
+    if len(frames) > 1:
+        side = _name_buckets(frames[1], main if main.height else frames[1])
+        main = pl.concat([main.select(side.columns), side]).sort("line", maintain_order=True)
+    if truncated:
+        notes.append(f"dump {len(begins) - 1} has no End marker (truncated file); kept its complete lines")
+    return StatsDumps(
+        frame=_final_columns(main, tuple(messages)),
+        path=path,
+        messages=tuple(messages),
+        truncated=truncated,
+        skipped_lines=len(bad_lines),
+        notes=tuple(notes),
+    )
+
+
+def _name_buckets(buckets: pl.DataFrame, plain: pl.DataFrame) -> pl.DataFrame:
+    """Give one-line buckets gem5's own bucket names (``lo-hi``), from the stat's bucket lines.
+
+    gem5 prints ``::bucket_size``/``::min_bucket``/``::max_bucket`` before a one-line
+    distribution; without them (one-line vectors) the key stays the element index. Rows that
+    are not one-line buckets (``bucket`` null) pass through.
+    """
+    is_bucket = pl.col("bucket").is_not_null()
+    wanted = buckets.filter(is_bucket).select("dump", "name").unique()
+    if wanted.height == 0:
+        return buckets
+    info = (
+        plain.filter(pl.col("key").is_in(["bucket_size", "min_bucket", "max_bucket"]))
+        .join(wanted, on=["dump", "name"], how="semi")
+        .select("dump", "name", pl.col("key").cast(pl.String), "value")
+        .pivot(on="key", index=["dump", "name"], values="value", aggregate_function="first")
+    )
+    for col in ("bucket_size", "min_bucket", "max_bucket"):
+        if col not in info.columns:
+            info = info.with_columns(pl.lit(None, dtype=pl.Float64).alias(col))
+    named = buckets.join(info, on=["dump", "name"], how="left", maintain_order="left")
+    low = pl.col("min_bucket").fill_null(0.0) + pl.col("bucket") * pl.col("bucket_size")
+    high = pl.min_horizontal(low + pl.col("bucket_size") - 1.0, pl.col("max_bucket").fill_null(float("inf")))
+
+    def as_text(expr: pl.Expr) -> pl.Expr:  # gem5 prints bucket bounds as integer Counters
+        return expr.cast(pl.Int64, strict=False).cast(pl.String)
+
+    key = (
+        pl.when(~is_bucket)
+        .then(pl.col("key"))
+        .when(pl.col("bucket_size").is_null())
+        .then(pl.col("bucket").cast(pl.String))
+        .when(low < high)
+        .then(pl.concat_str([as_text(low), pl.lit("-"), as_text(high)]))
+        .otherwise(as_text(low))
+    )
+    return named.with_columns(key=key).select(buckets.columns)
+
+
+def _final_columns(rows: pl.DataFrame, messages: tuple[str | None, ...]) -> pl.DataFrame:
+    if any(m is not None for m in messages):
+        message = pl.col("dump").replace_strict(
+            list(range(len(messages))), list(messages), return_dtype=pl.String, default=None
+        )
+    else:
+        message = pl.lit(None, dtype=pl.String)
+    cols = [
+        pl.col("dump"),
+        message.cast(pl.Categorical).alias("dump_message"),
+        pl.col("name").cast(pl.Categorical),
+        pl.col("key").cast(pl.Categorical),
+        pl.col("value"),
+        pl.col("value_int"),
+        pl.col("unit").cast(pl.Categorical),
+        pl.col("pdf_pct"),
+        pl.col("cdf_pct"),
+    ]
+    if "description" in rows.columns:
+        cols.append(pl.col("description"))
+    return rows.select(cols)
+
+
+def _assemble_python(path: Path, strict: bool, description: bool, ends_nl: bool) -> StatsDumps:
+    """The whole-file reference path, for files the native reader refuses (bad UTF-8...)."""
+    markers = _Markers()
+    extra_rows: list[tuple[int, int | None, sl.StatRow]] = []
+    bad: list[tuple[int, str]] = []
+    with path.open("rb") as handle:
+        for line_no, data in enumerate(handle, start=1):
+            try:
+                text = data.decode("utf-8").rstrip("\r\n")
+            except UnicodeDecodeError:
+                bad.append((line_no, "not UTF-8 text (binary data in a stats file?)"))
+                continue
+            if "\x1f" in text or "\0" in text:
+                bad.append((line_no, "control characters in a stats line (binary data?)"))
+                continue
+            _python_line(line_no, text, markers, extra_rows, bad)
+    rows = _rows_frame(extra_rows, description)
+    bad.extend(_bad_names(rows))
+    empty = rows.clear().with_columns(drop=pl.lit(False))
+    return _finish(path, empty, rows, markers, bad, strict, ends_nl)
