@@ -19,12 +19,15 @@ from workloads.errors import InputError
 COMMANDS = ("estimate", "slice", "census", "window", "render", "stats")
 
 EPILOG = """\
-typical session:
+typical session (one layer of one decode step, from estimate to simulated cycles):
   layerlab estimate --model llama-3.2-1b --hardware gem5-mi300 --phase decode --context 1024
-  layerlab render --model llama-3.2-1b --device mi300x --out runs/decode-l3
-  layerlab census runs/census            # kernel map from a skip-all run
-  layerlab window runs/census --step 1 --layer 3
-  layerlab stats runs/decode-l3/m5out/stats.txt --kernels
+  layerlab render --device mi300x --gem5-version v24.0 --out runs/census --skip-until 1000000000 \\
+      --kernel vmlinux-gpu-ml --disk x86-ubuntu-gpu-ml -- python3 /opt/layerlab/drivers/layer.py \\
+      --config /opt/layerlab/model_configs/llama-3.2-1b.json --phases decode -C 1024 -D 2 --markers gem5
+  layerlab census runs/census                       # kernel map from the skip-all run's markers
+  layerlab window runs/census --step 1 --layer 3    # -> --skip-until-gpu-kernel=K --exit-after-gpu-kernel=M
+  layerlab render ... --window K:M --per-kernel-dumps --out runs/l3 -- <the same guest command>
+  layerlab stats runs/l3/m5out --kernels            # one row per simulated kernel
 
 Run 'layerlab <command> --help' for the options of one command.
 """

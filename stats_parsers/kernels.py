@@ -1,0 +1,214 @@
+"""The per-kernel table: one row per kernel stats dump of a GPU run.
+
+Inputs are a run directory's ``stats.txt`` (one dump per kernel, written by the layerlab
+simulate loop), ``config.ini`` (the shader clock) and ``layerlab_events.jsonl``
+(``workloads.events``: which dump belongs to which kernel and whether stats were reset).
+Stat names are the v24 names of ``gem5_gpufs.md`` §3.2, with the shader prefix
+``system.cpu<N>`` detected from the file; pre-2020 snake_case names are accepted as aliases.
+A stat a gem5 version does not print gives NA in its column, never 0 and never an error.
+
+Runs that dumped without resetting (``reset`` false in the events) hold cumulative counters:
+each dump is differenced against the previous one before aggregating, as Accel-Sim does.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import polars as pl
+
+from stats_parsers import names
+from stats_parsers.config import read_config
+from stats_parsers.stats import read_stats
+from stats_parsers.stats_text import StatsDumps
+from workloads import events as events_mod
+from workloads.errors import InputError
+
+
+@dataclass(frozen=True)
+class Metric:
+    column: str
+    patterns: tuple[str, ...]  # regexes over "name::key"; {P} = shader prefix; first that matches wins
+    agg: str  # sum | first | max | mean
+
+
+_CU = r"{P}\.CUs\d+\."
+_TCP = r"system\.ruby\.tcp_cntrl\d+\.L1cache\."
+_TCC = r"system\.ruby\.tcc_cntrl\d+\.L2cache\."
+_DRAM = r"system\.gpu_mem_ctrls\d*\.dram\."
+
+METRICS: tuple[Metric, ...] = (
+    Metric("shader_active_ticks", (r"{P}\.shaderActiveTicks",), "first"),
+    Metric("sim_ticks", (r"simTicks", r"sim_ticks"), "first"),
+    Metric("host_s", (r"hostSeconds", r"host_seconds"), "first"),
+    Metric("instructions", (_CU + "numInstrExecuted", _CU + "num_instr_executed"), "sum"),
+    Metric("valu_insts", (_CU + "vALUInsts",), "sum"),
+    Metric("salu_insts", (_CU + "sALUInsts",), "sum"),
+    Metric("vec_ops", (_CU + "numVecOpsExecuted", _CU + "num_vec_ops_executed"), "sum"),
+    Metric("vec_ops_f16", (_CU + "numVecOpsExecutedF16",), "sum"),
+    Metric("vec_ops_f32", (_CU + "numVecOpsExecutedF32",), "sum"),
+    Metric("vec_ops_f64", (_CU + "numVecOpsExecutedF64",), "sum"),
+    Metric("mfma_ops", (_CU + "numVecOpsExecutedMFMA",), "sum"),
+    Metric("mfma_i8_ops", (_CU + "numVecOpsExecutedMFMAI8",), "sum"),
+    Metric("mfma_f16_ops", (_CU + "numVecOpsExecutedMFMAF16",), "sum"),
+    Metric("mfma_f32_ops", (_CU + "numVecOpsExecutedMFMAF32",), "sum"),
+    Metric("mfma_f64_ops", (_CU + "numVecOpsExecutedMFMAF64",), "sum"),
+    Metric("vector_mem_reads", (_CU + "vectorMemReads",), "sum"),
+    Metric("vector_mem_writes", (_CU + "vectorMemWrites",), "sum"),
+    Metric("scalar_mem_reads", (_CU + "scalarMemReads",), "sum"),
+    Metric("scalar_mem_writes", (_CU + "scalarMemWrites",), "sum"),
+    Metric("lds_insts", (_CU + "ldsNoFlatInsts",), "sum"),
+    Metric("flat_vmem_insts", (_CU + "flatVMemInsts",), "sum"),
+    Metric("flat_lds_insts", (_CU + "flatLDSInsts",), "sum"),
+    Metric("tcp_demand_hits", (_TCP + "m_demand_hits", _TCP + "demand_hits"), "sum"),
+    Metric("tcp_demand_misses", (_TCP + "m_demand_misses", _TCP + "demand_misses"), "sum"),
+    Metric("tcp_demand_accesses", (_TCP + "m_demand_accesses", _TCP + "demand_accesses"), "sum"),
+    Metric("tcc_demand_hits", (_TCC + "m_demand_hits", _TCC + "demand_hits"), "sum"),
+    Metric("tcc_demand_misses", (_TCC + "m_demand_misses", _TCC + "demand_misses"), "sum"),
+    Metric("tcc_demand_accesses", (_TCC + "m_demand_accesses", _TCC + "demand_accesses"), "sum"),
+    Metric("dram_read_bytes", (_DRAM + "bytesRead::total",), "sum"),
+    Metric("dram_written_bytes", (_DRAM + "bytesWritten::total",), "sum"),
+    Metric("cu_total_cycles_max", (_CU + "totalCycles", _CU + "num_total_cycles"), "max"),
+    Metric("cu_total_cycles_mean", (_CU + "totalCycles", _CU + "num_total_cycles"), "mean"),
+)
+_WLP_MEAN = _CU + r"waveLevelParallelism::mean"
+_WLP_SAMPLES = _CU + r"waveLevelParallelism::samples"
+
+ID_COLUMNS = ("kernel_index", "task_id", "blit", "dump")
+KERNEL_COLUMNS = (
+    *ID_COLUMNS, "shader_active_ticks", "gpu_cycles", *(m.column for m in METRICS[1:]), "wave_level_parallelism_mean",
+)  # fmt: skip
+
+
+def _full_names(frame: pl.DataFrame) -> list[str]:
+    pairs = frame.select("name", "key").unique().cast(pl.String).iter_rows()
+    return sorted({n if not k else f"{n}::{k}" for n, k in pairs})
+
+
+def _wide(frame: pl.DataFrame, wanted: list[str], n_dumps: int) -> pd.DataFrame:
+    """dumps x wanted stats (NaN where gem5 did not print the stat in a dump)."""
+    name_set = sorted({w.split("::")[0] for w in wanted})
+    rows = frame.filter(pl.col("name").cast(pl.String).is_in(name_set)).select(
+        "dump", pl.col("name").cast(pl.String), pl.col("key").cast(pl.String), "value"
+    )
+    table = rows.to_pandas()
+    table["stat"] = np.where(table["key"] == "", table["name"], table["name"] + "::" + table["key"])
+    table = table[table["stat"].isin(wanted)]
+    wide = table.pivot_table(index="dump", columns="stat", values="value", aggfunc="first", dropna=False)
+    return wide.reindex(index=pd.RangeIndex(n_dumps), columns=wanted)
+
+
+def _resolve(metric: Metric, prefix: str, all_names: list[str]) -> list[str]:
+    for pattern in metric.patterns:
+        regex = re.compile(pattern.replace("{P}", re.escape(prefix)) + "$")
+        hits = [n for n in all_names if regex.match(n)]
+        if hits:
+            return hits
+    return []
+
+
+def kernel_metrics(
+    stats: StatsDumps, clock_period_ticks: float | None = None, cumulative: bool = False
+) -> pd.DataFrame:
+    """One row per dump with the metrics of the module doc (no kernel labels)."""
+    frame = stats.frame
+    all_names = _full_names(frame)
+    prefix = names.detect_shader_prefix(all_names) or "system.cpu1"
+    resolved = {m.column: _resolve(m, prefix, all_names) for m in METRICS}
+    wlp = {
+        "mean": [n for n in all_names if re.match(_WLP_MEAN.replace("{P}", re.escape(prefix)) + "$", n)],
+        "samples": [n for n in all_names if re.match(_WLP_SAMPLES.replace("{P}", re.escape(prefix)) + "$", n)],
+    }
+    wanted = sorted({n for hits in resolved.values() for n in hits} | set(wlp["mean"]) | set(wlp["samples"]))
+    wide = _wide(frame, wanted, stats.n_dumps)
+    # Weighted mean of the per-CU wave-level parallelism: sum(mean*samples)/sum(samples).
+    wlp_pairs = [(m, m.replace("::mean", "::samples")) for m in wlp["mean"] if m.replace("::mean", "::samples") in wide]
+    wlp_sum = sum((wide[m] * wide[s] for m, s in wlp_pairs), start=pd.Series(0.0, index=wide.index))
+    wlp_n = sum((wide[s] for _, s in wlp_pairs), start=pd.Series(0.0, index=wide.index))
+    if cumulative:
+        # Counters grow from the last reset: each dump minus the previous one.
+        wide = wide - wide.shift(1).fillna(0.0)
+        wlp_sum = wlp_sum - wlp_sum.shift(1).fillna(0.0)
+        wlp_n = wlp_n - wlp_n.shift(1).fillna(0.0)
+    out = pd.DataFrame(index=wide.index)
+    out["dump"] = wide.index.astype("int64")
+    for metric in METRICS:
+        cols = resolved[metric.column]
+        if not cols:
+            out[metric.column] = np.nan
+            continue
+        block = wide[cols]
+        present = block.notna().any(axis=1)
+        if metric.agg == "first":
+            values = block.iloc[:, 0]
+        elif metric.agg == "sum":
+            values = block.sum(axis=1, min_count=1)
+        elif metric.agg == "max":
+            values = block.max(axis=1)
+        else:
+            values = block.mean(axis=1)
+        out[metric.column] = values.where(present)
+    out["wave_level_parallelism_mean"] = (wlp_sum / wlp_n.where(wlp_n > 0)) if wlp_pairs else np.nan
+    out["gpu_cycles"] = out["shader_active_ticks"] / clock_period_ticks if clock_period_ticks else np.nan
+    return out.reset_index(drop=True)
+
+
+def kernel_table(
+    run_dir: str | os.PathLike[str],
+    *,
+    strict: bool = True,
+    cache: bool = True,
+    cumulative: bool | None = None,
+) -> pd.DataFrame:
+    """The per-kernel table of a run directory (see module doc); one row per kernel dump.
+
+    Without an events side-file every dump becomes a row with NA kernel labels. ``cumulative``
+    overrides what the events say about stats resets.
+    """
+    base = Path(run_dir)
+    stats_path = base / "stats.txt" if base.is_dir() else base
+    base = stats_path.parent
+    stats = read_stats(stats_path, strict=strict, cache=cache)
+    period = None
+    if (base / "config.ini").is_file() or (base / "config.json").is_file():
+        period = read_config(base).gpu().clock_period_ticks
+    events_file = base / events_mod.FILENAME
+    labels = None
+    if events_file.is_file():
+        _start, table, _end = events_mod.read_events(events_file)
+        kernels = table[table["kind"].isin(["kernel", "blit"]) & table["dump"].notna()].copy()
+        if cumulative is None:
+            cumulative = bool((~kernels["reset"].astype(bool)).any()) if len(kernels) else False
+        labels = pd.DataFrame(
+            {
+                "kernel_index": kernels["kernel_index"].astype("Int64"),
+                # Tasks complete in dispatch order, so the task just completed is tasks_done - 1.
+                "task_id": (kernels["tasks_done"] - 1).astype("Int64"),
+                "blit": (kernels["kind"] == "blit").astype("boolean"),
+                "dump": kernels["dump"].astype("int64"),
+            }
+        )
+        beyond = labels["dump"] >= stats.n_dumps
+        if beyond.any() and strict:
+            first = int(labels.loc[beyond, "dump"].iloc[0])
+            raise InputError(
+                f"{events_file}: event names dump {first} but {stats_path} has {stats.n_dumps} dumps "
+                "(run killed mid-dump? lenient mode keeps the kernels with NA stats)"
+            )
+    metrics = kernel_metrics(stats, period, bool(cumulative))
+    if labels is None:
+        labels = pd.DataFrame(
+            {
+                "kernel_index": pd.array([pd.NA] * stats.n_dumps, dtype="Int64"),
+                "task_id": pd.array([pd.NA] * stats.n_dumps, dtype="Int64"),
+                "blit": pd.array([pd.NA] * stats.n_dumps, dtype="boolean"),
+                "dump": np.arange(stats.n_dumps, dtype="int64"),
+            }
+        )
+    result = labels.merge(metrics, on="dump", how="left")
+    return result[list(KERNEL_COLUMNS)].reset_index(drop=True)
