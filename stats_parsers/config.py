@@ -20,8 +20,18 @@ from stats_parsers import names
 from workloads.errors import InputError
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B|[kKMGT]B|B)?\s*$")
-_SIZE_UNITS = {"B": 1, "kB": 1024, "KB": 1024, "KiB": 1024, "MB": 2**20, "MiB": 2**20, "GB": 2**30, "GiB": 2**30,
-               "TB": 2**40, "TiB": 2**40}
+_SIZE_UNITS = {
+    "B": 1,
+    "kB": 1024,
+    "KB": 1024,
+    "KiB": 1024,
+    "MB": 2**20,
+    "MiB": 2**20,
+    "GB": 2**30,
+    "GiB": 2**30,
+    "TB": 2**40,
+    "TiB": 2**40,
+}
 
 
 @dataclass(frozen=True)
@@ -198,7 +208,9 @@ def parse_size(text: str | None) -> int | None:
 def _find_gpu(config: Gem5Config) -> GpuConfig:
     shaders = config.of_type("Shader")
     if not shaders:
-        raise InputError(f"{config.source}: no GPU in this config (no object of type Shader); was it a GPU run?")
+        raise InputError(
+            f"{config.source}: no GPU in this config (no object of type Shader); was it a GPU run?"
+        )
     shader = shaders[0]
     notes: list[str] = []
     cu_paths = tuple(config.param(shader, "CUs").split()) if config.param(shader, "CUs") else ()

@@ -122,12 +122,16 @@ def kernel_metrics(
     resolved = {m.column: _resolve(m, prefix, all_names) for m in METRICS}
     wlp = {
         "mean": [n for n in all_names if re.match(_WLP_MEAN.replace("{P}", re.escape(prefix)) + "$", n)],
-        "samples": [n for n in all_names if re.match(_WLP_SAMPLES.replace("{P}", re.escape(prefix)) + "$", n)],
+        "samples": [
+            n for n in all_names if re.match(_WLP_SAMPLES.replace("{P}", re.escape(prefix)) + "$", n)
+        ],
     }
     wanted = sorted({n for hits in resolved.values() for n in hits} | set(wlp["mean"]) | set(wlp["samples"]))
     wide = _wide(frame, wanted, stats.n_dumps)
     # Weighted mean of the per-CU wave-level parallelism: sum(mean*samples)/sum(samples).
-    wlp_pairs = [(m, m.replace("::mean", "::samples")) for m in wlp["mean"] if m.replace("::mean", "::samples") in wide]
+    wlp_pairs = [
+        (m, m.replace("::mean", "::samples")) for m in wlp["mean"] if m.replace("::mean", "::samples") in wide
+    ]
     wlp_sum = sum((wide[m] * wide[s] for m, s in wlp_pairs), start=pd.Series(0.0, index=wide.index))
     wlp_n = sum((wide[s] for _, s in wlp_pairs), start=pd.Series(0.0, index=wide.index))
     if cumulative:

@@ -57,7 +57,9 @@ def read_stdout(path: str | os.PathLike[str]) -> pd.DataFrame:
                             "line": line_no,
                             "kind": kind,
                             "tick": int(fields["tick"]) if fields.get("tick") else None,
-                            "kernel_index": int(fields["kernel_index"]) if fields.get("kernel_index") else None,
+                            "kernel_index": int(fields["kernel_index"])
+                            if fields.get("kernel_index")
+                            else None,
                             "task_id": int(fields["task_id"]) if fields.get("task_id") else None,
                             "cause": fields.get("cause"),
                             "message": fields.get("message"),
@@ -85,14 +87,17 @@ def _open_text(path: Path) -> IO[str]:
     """Plain or gzip (by magic bytes, not by name: users rename files)."""
     with path.open("rb") as probe:
         magic = probe.read(2)
-    raw = gzip.open(path, "rb") if magic == b"\x1f\x8b" else path.open("rb")
+    # The caller closes the wrapper, which closes the raw handle.
+    raw = gzip.open(path, "rb") if magic == b"\x1f\x8b" else path.open("rb")  # noqa: SIM115
     return io.TextIOWrapper(raw, encoding="utf-8", errors="replace")
 
 
 # -- debug traces ---------------------------------------------------------------------------
 
 _TRACE = re.compile(r"^\s*(?P<tick>\d+): (?:(?P<flag>[A-Za-z]\w*): )?(?P<obj>[\w.\[\]-]+): (?P<msg>.*)$")
-_KOBJ = re.compile(r"^kernel_object vaddr (?P<vaddr>0x[0-9a-fA-F]+|0) paddr (?P<paddr>0x[0-9a-fA-F]+|0) size (?P<size>\d+)")
+_KOBJ = re.compile(
+    r"^kernel_object vaddr (?P<vaddr>0x[0-9a-fA-F]+|0) paddr (?P<paddr>0x[0-9a-fA-F]+|0) size (?P<size>\d+)"
+)
 _NAME = re.compile(r"^Kernel name: (?P<name>.*?)\s*$")
 _SKIP = re.compile(r"^Skipping non-blit kernel (?P<kernel>\d+) \(Task ID: (?P<task>\d+)\)")
 _AQL = re.compile(
@@ -176,8 +181,20 @@ def kernel_timeline(path: str | os.PathLike[str], first_kernel_index: int = 0) -
     table = pd.DataFrame(dispatches, columns=list(TIMELINE_COLUMNS))
     table["launch_tick"] = table["task_id"].map(launch)
     table["complete_tick"] = table["task_id"].map(complete)
-    for col in ("task_id", "kernel_index", "kernel_object", "wg_x", "wg_y", "wg_z", "grid_x", "grid_y", "grid_z",
-                "completion_signal", "launch_tick", "complete_tick"):
+    for col in (
+        "task_id",
+        "kernel_index",
+        "kernel_object",
+        "wg_x",
+        "wg_y",
+        "wg_z",
+        "grid_x",
+        "grid_y",
+        "grid_z",
+        "completion_signal",
+        "launch_tick",
+        "complete_tick",
+    ):
         table[col] = table[col].astype("Int64")
     table["duration_ticks"] = table["complete_tick"] - table["launch_tick"]
     table["blit"] = table["blit"].astype("boolean")

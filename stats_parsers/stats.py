@@ -132,7 +132,9 @@ def wide(
     if pattern:
         frame = frame.filter(pl.col("stat").str.contains(pattern))
     table = frame.select("dump", "stat", "value").to_pandas()
-    result = table.pivot_table(index="dump", columns="stat", values="value", aggfunc="first", dropna=False, sort=False)
+    result = table.pivot_table(
+        index="dump", columns="stat", values="value", aggfunc="first", dropna=False, sort=False
+    )
     result = result.reindex(pd.RangeIndex(_n_dumps(stats), name="dump"))
     result.columns.name = None
     return result.fillna(fill_missing) if fill_missing is not None else result

@@ -77,8 +77,13 @@ def read_hdf5(path: str) -> StatsDumps:
         handle.visititems(visit)
     if not rows:
         raise InputError(f"{source}: no stat datasets in this HDF5 file")
-    return StatsDumps(frame=_frame(rows), path=source, messages=(None,) * n_dumps, source_format="hdf5",
-                      notes=("HDF5 stats carry no units and no distributions",))
+    return StatsDumps(
+        frame=_frame(rows),
+        path=source,
+        messages=(None,) * n_dumps,
+        source_format="hdf5",
+        notes=("HDF5 stats carry no units and no distributions",),
+    )
 
 
 def read_json(path: Path) -> StatsDumps:
@@ -108,7 +113,17 @@ def read_json(path: Path) -> StatsDumps:
                     if isinstance(sub, dict) and sub.get("type") == "Scalar":
                         scalar(path_name, str(key), sub)
             elif kind == "Distribution":
-                for key in ("min", "max", "num_bins", "bin_size", "sum", "sum_squared", "underflow", "overflow", "logs"):
+                for key in (
+                    "min",
+                    "max",
+                    "num_bins",
+                    "bin_size",
+                    "sum",
+                    "sum_squared",
+                    "underflow",
+                    "overflow",
+                    "logs",
+                ):
                     if isinstance(child.get(key), dict):
                         scalar(path_name, key, child[key])
                 for key, sub in (child.get("value") or {}).items():
@@ -124,5 +139,10 @@ def read_json(path: Path) -> StatsDumps:
     )
     if not rows:
         raise InputError(f"{path}: no stats in this JSON file")
-    return StatsDumps(frame=_frame(rows), path=path, messages=(None,), source_format="json",
-                      notes=("JSON stats: last dump only, no formulas",))
+    return StatsDumps(
+        frame=_frame(rows),
+        path=path,
+        messages=(None,),
+        source_format="json",
+        notes=("JSON stats: last dump only, no formulas",),
+    )

@@ -15,7 +15,20 @@ from dataclasses import dataclass
 
 #: gem5's unit strings (``src/base/stats/units.hh``); a rate prints as ``(A/B)``.
 UNIT_WORDS = frozenset(
-    {"Cycle", "Tick", "Second", "Bit", "Byte", "Watt", "Joule", "Volt", "Celsius", "Count", "Ratio", "Unspecified"}
+    {
+        "Cycle",
+        "Tick",
+        "Second",
+        "Bit",
+        "Byte",
+        "Watt",
+        "Joule",
+        "Volt",
+        "Celsius",
+        "Count",
+        "Ratio",
+        "Unspecified",
+    }
 )
 
 BEGIN_PREFIX = "---------- Begin Simulation Statistics"
@@ -132,7 +145,9 @@ def parse_stat_line(line: str, bucket_keys: list[str] | None = None) -> list[Sta
     return [StatRow(name, key, value, exact, pdf, cdf, unit, desc)]
 
 
-def _parse_oneline(head: str, desc: str | None, unit: str | None, bucket_keys: list[str] | None) -> list[StatRow]:
+def _parse_oneline(
+    head: str, desc: str | None, unit: str | None, bucket_keys: list[str] | None
+) -> list[StatRow]:
     first, *cells = head.split(" |")
     full = first.strip()
     check_name(full)
@@ -152,11 +167,15 @@ def _parse_oneline(head: str, desc: str | None, unit: str | None, bucket_keys: l
         if len(tokens) > 3:
             raise LineError(f"unexpected text in bucket {index}")
         key = bucket_keys[index] if bucket_keys is not None else str(index)
-        rows.append(StatRow(name, key_prefix + key if key_prefix else key, value, exact, pdf, cdf, unit, desc))
+        rows.append(
+            StatRow(name, key_prefix + key if key_prefix else key, value, exact, pdf, cdf, unit, desc)
+        )
     return rows
 
 
-def bucket_keys(bucket_size: float, count: int, min_bucket: float = 0.0, max_bucket: float | None = None) -> list[str]:
+def bucket_keys(
+    bucket_size: float, count: int, min_bucket: float = 0.0, max_bucket: float | None = None
+) -> list[str]:
     """gem5's bucket names ``low-high`` (or ``low`` for size-1 buckets), as DistPrint builds them."""
     keys = []
     for i in range(count):

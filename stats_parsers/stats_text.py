@@ -26,7 +26,6 @@ a stat absent from a dump has no row; the wide helpers give NaN there unless tol
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,15 +43,15 @@ _WINDOW = 96
 _UNIT_RE = r"\(([^()]*|\([^()]*\))\)$"
 _PCT_RE = r"^(\S+)% +(\S+)%(?: |$)"
 
-COLUMNS = ("dump", "dump_message", "name", "key", "value", "value_int", "unit", "pdf_pct", "cdf_pct")
+COLUMNS = ("dump", "dump_message", "name", "key", "value", "value_int", "unit", "pdf_pct", "cdf_pct", "line")
 
 _SCHEMA: dict[str, pl.DataType] = {
     "line": pl.UInt32(),
     "name": pl.Categorical(),
-    "key": pl.String(),
+    "key": pl.Categorical(),
     "value": pl.Float64(),
     "value_int": pl.Int64(),
-    "unit": pl.String(),
+    "unit": pl.Categorical(),
     "pdf_pct": pl.Float64(),
     "cdf_pct": pl.Float64(),
     "description": pl.String(),
@@ -86,13 +85,15 @@ def to_pandas(frame: pl.DataFrame) -> pd.DataFrame:
     return arrow.to_pandas(types_mapper={_arrow_int64(): pd.Int64Dtype()}.get)
 
 
-def _arrow_int64():  # noqa: ANN202 - pyarrow type object
+def _arrow_int64():
     import pyarrow as pa
 
     return pa.int64()
 
 
-def parse_stats_text(path: str | os.PathLike[str], *, strict: bool = True, description: bool = False) -> StatsDumps:
+def parse_stats_text(
+    path: str | os.PathLike[str], *, strict: bool = True, description: bool = False
+) -> StatsDumps:
     """Parse a text stats file; see the module doc for the table and ``read_stats`` for caching."""
     path = Path(path)
     if not path.is_file():
@@ -107,17 +108,23 @@ def parse_stats_text(path: str | os.PathLike[str], *, strict: bool = True, descr
     if b"\0" in head:
         raise InputError(f"{path}: binary data, not a gem5 text stats file (NUL bytes in the first 4 KiB)")
     try:
-        regular = _fast_scan(path, description)
+        # The frame is handed over, not kept here, so _finish can free it as it goes.
+        return _assemble(path, [_fast_scan(path)], strict, description, ends_with_newline)
     except (pl.exceptions.ComputeError, pl.exceptions.InvalidOperationError, pl.exceptions.SchemaError):
         # Bad UTF-8 or a stray separator byte: the reference parser names the exact line.
-        regular = None
-    if regular is None:
         return _assemble_python(path, strict, description, ends_with_newline)
-    return _assemble(path, regular, strict, description, ends_with_newline)
 
 
-def _fast_scan(path: Path, description: bool) -> pl.DataFrame:
-    """Stream the file; regular lines become rows, the rest keep their text in ``raw``."""
+def _fast_scan(path: Path) -> pl.DataFrame:
+    """Stream the file: regular lines become (line, stat, value); the rest keep their text.
+
+    Per row only the cheapest literal kernels run (find, slice, cast). Name, unit and
+    description are properties of a stat, not of a row, so ``_stat_meta`` derives them once
+    per distinct stat. Anything unusual (pdf/cdf columns, one-line buckets, markers, bad
+    lines, values longer than the window) keeps its raw text for the later passes.
+    (Reading gem5's fixed 12-wide value field instead was tried: more, shorter slices cost
+    more than one window slice.)
+    """
     text = pl.col("l")
     lf = pl.scan_csv(
         path,
@@ -131,38 +138,129 @@ def _fast_scan(path: Path, description: bool) -> pl.DataFrame:
         infer_schema=False,
     )
     lf = lf.filter(text.is_not_null()).with_columns(p1=text.str.find(" ", literal=True))
-    lf = lf.with_columns(window=text.str.slice(pl.col("p1"), _WINDOW))
-    tok, rest = _split_token(pl.col("window"))
-    lf = lf.with_columns(tok=tok, rest=rest)
-    # pdf/cdf columns: only vectors and distributions with the pdf/cdf flags print them.
-    pdf_tok, rest = _split_token(pl.col("rest"))
-    lf = lf.with_columns(pdf_tok=pdf_tok, rest2=rest)
-    cdf_tok, rest = _split_token(pl.col("rest2"))
-    lf = lf.with_columns(cdf_tok=cdf_tok, rest3=rest)
+    lf = lf.with_columns(window=text.str.slice(pl.col("p1"), _WINDOW).str.strip_chars_start(" "))
+    lf = lf.with_columns(p2=pl.col("window").str.find(" ", literal=True))
     lf = lf.with_columns(
-        value=pl.col("tok").cast(pl.Float64, strict=False),
-        pct=pl.col("pdf_tok").str.ends_with("%"),
+        tok=pl.col("window").str.slice(0, pl.col("p2")),
+        # first character after the value: nothing, '#' (description) or '(' (unit only)
+        nxt=pl.col("window").str.slice(pl.col("p2"), 32).str.strip_chars_start(" ").str.head(1).fill_null(""),
     )
-    tail = pl.when(pl.col("pct")).then(pl.col("rest3")).otherwise(pl.col("rest")).str.strip_chars_start(" ")
-    # Regular: after the value (and pdf/cdf) comes nothing, a description or a unit; not a
-    # marker, not a one-line bucket list, not longer than the window allows.
+    lf = lf.with_columns(value=pl.col("tok").cast(pl.Float64, strict=False))
     regular = (
         (pl.col("p1") > 0)
         & pl.col("value").is_not_null()
-        & ((tail == "") | tail.str.starts_with("#") | tail.str.starts_with("("))
-        & (~pl.col("pct") | (_pct(pl.col("pdf_tok")).is_not_null() & _pct(pl.col("cdf_tok")).is_not_null()))
-        & ~text.str.starts_with("----------")
-        & ~text.str.contains(" |", literal=True)
-        & ((tail != "") | (text.str.len_bytes() <= pl.col("p1") + _WINDOW))
+        & pl.col("nxt").is_in(["", "#", "("])
+        & (pl.col("p2").is_not_null() | (text.str.len_bytes() <= pl.col("p1") + _WINDOW))
     )
-    columns = [
+    return lf.select(
         "line",
-        *_row_exprs(text, pl.col("p1"), pl.col("tok"), description),
-        pl.when(pl.col("pct")).then(_pct(pl.col("pdf_tok"))).alias("pdf_pct"),
-        pl.when(pl.col("pct")).then(_pct(pl.col("cdf_tok"))).alias("cdf_pct"),
+        text.str.slice(0, pl.col("p1")).cast(pl.Categorical).alias("stat"),
+        "value",
+        pl.col("tok").cast(pl.Int64, strict=False).alias("value_int"),
         pl.when(regular).then(pl.lit(None, dtype=pl.String)).otherwise(text).alias("raw"),
-    ]
-    return lf.select(columns).collect(engine="streaming")
+    ).collect(engine="streaming")
+
+
+def _window_pass(irregular: pl.DataFrame) -> pl.DataFrame:
+    """Stat lines the fixed-field scan passed on (``spaces=False``, long values, odd spacing):
+    split by whitespace within a window after the name. Other lines are left out."""
+    text = pl.col("raw")
+    work = irregular.lazy().with_columns(p1=text.str.find(" ", literal=True))
+    work = work.with_columns(window=text.str.slice(pl.col("p1"), _WINDOW))
+    tok, rest = _split_token(pl.col("window"))
+    work = work.with_columns(tok=tok, rest1=rest)
+    pdf_tok, rest = _split_token(pl.col("rest1"))
+    work = work.with_columns(pdf_tok=pdf_tok, rest2=rest)
+    cdf_tok, rest = _split_token(pl.col("rest2"))
+    work = work.with_columns(
+        cdf_tok=cdf_tok,
+        n1=pl.col("rest1").str.strip_chars_start(" ").str.head(1),
+        n3=rest.str.strip_chars_start(" ").str.head(1),
+        value=pl.col("tok").cast(pl.Float64, strict=False),
+    )
+    work = work.with_columns(pdf_pct=_pct(pl.col("pdf_tok")), cdf_pct=_pct(pl.col("cdf_tok")))
+    pct = pl.col("pdf_tok").str.ends_with("%")
+    ends = ["", "#", "("]
+    ok = (
+        (pl.col("p1") > 0)
+        & pl.col("value").is_not_null()
+        & ((text.str.len_bytes() <= pl.col("p1") + _WINDOW) | (pl.col("rest1") != ""))
+        & (
+            (~pct & pl.col("n1").is_in(ends))
+            | (pct & pl.col("pdf_pct").is_not_null() & pl.col("cdf_pct").is_not_null() & pl.col("n3").is_in(ends))
+        )
+    )
+    return (
+        work.filter(ok)
+        .select(
+            "line",
+            text.str.slice(0, pl.col("p1")).cast(pl.Categorical).alias("stat"),
+            "value",
+            pl.col("tok").cast(pl.Int64, strict=False).alias("value_int"),
+            pl.when(pct).then(pl.col("pdf_pct")).alias("pdf_pct"),
+            pl.when(pct).then(pl.col("cdf_pct")).alias("cdf_pct"),
+        )
+        .collect()
+    )
+
+
+def _stat_meta(
+    path: Path, rows: pl.LazyFrame, description: bool
+) -> tuple[pl.DataFrame, set[str], dict[str, str]]:
+    """name, key, unit (and description) once per distinct stat, from its first line.
+
+    A stat's unit and description are fixed when gem5 builds it, so the first line that
+    prints it says them for every dump. That line also goes through the reference parser,
+    which validates the name. Returns (mapping, bad stats, why).
+    """
+    firsts = rows.group_by("stat").agg(pl.col("line").min()).sort("line").collect()
+    wanted = dict(
+        zip(
+            firsts.get_column("line").to_list(),
+            firsts.get_column("stat").cast(pl.String).to_list(),
+            strict=True,
+        )
+    )
+    texts: dict[int, str] = {}
+    if wanted:
+        last = max(wanted)
+        with path.open("rb") as handle:
+            for line_no, data in enumerate(handle, start=1):
+                if line_no in wanted:
+                    texts[line_no] = data.decode("utf-8", errors="replace").rstrip("\r\n")
+                    if line_no >= last:
+                        break
+    stats, names_, keys, units, descs = [], [], [], [], []
+    bad: set[str] = set()
+    why: dict[str, str] = {}
+    for line_no, stat in wanted.items():
+        text = texts.get(line_no, "")
+        name, key = sl.split_name(stat)
+        if not sl._NAME_RE.match(stat):
+            bad.add(stat)
+            why[stat] = f"{stat[:60]!r} is not a stat name"
+            continue
+        unit = desc = None
+        _head, hash_, tail = text.partition(" # ")
+        if hash_:
+            desc, unit = sl.split_unit(tail.strip())
+        elif text.endswith(")"):
+            _, unit = sl.split_unit(text.rstrip())
+        stats.append(stat)
+        names_.append(name)
+        keys.append(key)
+        units.append(unit)
+        descs.append(desc)
+    data = {"stat": stats, "name": names_, "key": keys, "unit": units}
+    if description:
+        data["description"] = descs
+    meta = pl.DataFrame(data, schema={c: pl.String for c in data}).with_columns(
+        pl.col("stat").cast(pl.Categorical),
+        pl.col("name").cast(pl.Categorical),
+        pl.col("key").cast(pl.Categorical),
+        pl.col("unit").cast(pl.Categorical),
+    )
+    return meta, bad, why
 
 
 def _row_exprs(text: pl.Expr, p1: pl.Expr, tok: pl.Expr, description: bool) -> list[pl.Expr]:
@@ -186,7 +284,9 @@ def _row_exprs(text: pl.Expr, p1: pl.Expr, tok: pl.Expr, description: bool) -> l
         # Drop " (Unit)" from the end when it is a real unit (head() counts characters).
         desc_full = text.str.slice(hash_at + 3)
         desc = pl.when(unit_ok).then(desc_full.str.head(-(unit_raw.str.len_chars() + 3))).otherwise(desc_full)
-        columns.append(pl.when(hash_at.is_not_null()).then(desc.str.strip_chars_end(" ")).alias("description"))
+        columns.append(
+            pl.when(hash_at.is_not_null()).then(desc.str.strip_chars_end(" ")).alias("description")
+        )
     return columns
 
 
@@ -211,7 +311,9 @@ def _oneline_pass(irregular: pl.DataFrame, description: bool) -> tuple[pl.DataFr
     hash_at = text.str.find(" # ", literal=True)
     head = pl.when(hash_at.is_not_null()).then(text.str.slice(0, hash_at)).otherwise(text)
     one = irregular.filter(~text.str.starts_with("----------")).with_columns(head=head)
-    one = one.filter(pl.col("head").str.contains(" |", literal=True)).with_columns(cells=pl.col("head").str.split(" |"))
+    one = one.filter(pl.col("head").str.contains(" |", literal=True)).with_columns(
+        cells=pl.col("head").str.split(" |")
+    )
     one = one.with_columns(
         full=pl.col("cells").list.first().str.strip_chars(" "), cells=pl.col("cells").list.slice(1)
     ).with_columns(n=pl.col("cells").list.len())
@@ -238,7 +340,9 @@ def _oneline_pass(irregular: pl.DataFrame, description: bool) -> tuple[pl.DataFr
             | (pl.col("rest") != "")
         ).alias("junk"),
     )
-    bad_lines = one_rows.filter(pl.col("value").is_null() | (pl.col("key") != "") | pl.col("junk")).get_column("line")
+    bad_lines = one_rows.filter(
+        pl.col("value").is_null() | (pl.col("key") != "") | pl.col("junk")
+    ).get_column("line")
     one_rows = one_rows.filter(~pl.col("line").is_in(bad_lines.implode())).drop("junk")
     leftovers = irregular.filter(~pl.col("line").is_in(one_rows.get_column("line").implode()))
     return one_rows, leftovers
@@ -251,6 +355,10 @@ class _Markers:
     messages: list[str | None] = field(default_factory=list)
 
 
+def _bad(path: Path, line: int, why: str) -> InputError:
+    return InputError(f"{path}:{line}: {why}")
+
+
 def _schema(description: bool) -> dict[str, pl.DataType]:
     schema = dict(_SCHEMA)
     schema["bucket"] = pl.Int32()
@@ -259,26 +367,45 @@ def _schema(description: bool) -> dict[str, pl.DataType]:
     return schema
 
 
-def _assemble(path: Path, frame: pl.DataFrame, strict: bool, description: bool, ends_nl: bool) -> StatsDumps:
+def _assemble(path: Path, holder: list[pl.DataFrame], strict: bool, description: bool, ends_nl: bool) -> StatsDumps:
+    frame = holder.pop()
     irregular = frame.filter(pl.col("raw").is_not_null()).select("line", "raw")
-    one_rows, leftovers = _oneline_pass(irregular, description) if irregular.height else (None, irregular)
+    pct_rows = _window_pass(irregular)
+    rest = irregular.filter(~pl.col("line").is_in(pct_rows.get_column("line").implode()))
+    one_rows, leftovers = _oneline_pass(rest, description) if rest.height else (None, rest)
     markers = _Markers()
     extra_rows: list[tuple[int, int | None, sl.StatRow]] = []
     bad: list[tuple[int, str]] = []
     for line, raw in leftovers.iter_rows():
         _python_line(line, raw, markers, extra_rows, bad)
     schema = _schema(description)
+
+    # Stat-bearing rows (regular and pdf/cdf lines) get name/key/unit/description by stat.
+    firsts = pl.concat(
+        [frame.lazy().filter(pl.col("raw").is_null()).select("line", "stat"), pct_rows.lazy().select("line", "stat")]
+    )
+    meta, bad_stats, why = _stat_meta(path, firsts, description)
+    if bad_stats:
+        for part in (frame.filter(pl.col("raw").is_null()), pct_rows):
+            hits = part.filter(pl.col("stat").cast(pl.String).is_in(sorted(bad_stats)))
+            for line, stat in hits.select("line", pl.col("stat").cast(pl.String)).iter_rows():
+                bad.append((line, f"{why[stat]}: not a stats line"))
     side = [p for p in (one_rows, _rows_frame(extra_rows, description)) if p is not None and p.height]
-    side = [p.select([pl.col(c).cast(t) if c in p.columns else pl.lit(None, dtype=t).alias(c) for c, t in schema.items()])
-            for p in side]
-    side_rows = pl.concat(side).sort("line", "bucket", nulls_last=False) if side else None
-    # Irregular rows stay in the main frame (dropped by the final filter) so it is filtered once.
-    main = frame.with_columns(bucket=pl.lit(None, dtype=pl.Int32), drop=pl.col("raw").is_not_null()).drop("raw")
-    del frame
-    bad.extend(_bad_names(main.filter(~pl.col("drop"))))
+    side = [
+        p.select(
+            [
+                pl.col(c).cast(t) if c in p.columns else pl.lit(None, dtype=t).alias(c)
+                for c, t in schema.items()
+            ]
+        )
+        for p in side
+    ]
+    side_rows = pl.concat(side) if side else None
     if side_rows is not None:
         bad.extend(_bad_names(side_rows))
-    return _finish(path, main, side_rows, markers, bad, strict, ends_nl)
+    stat_frames = [frame, pct_rows]
+    del frame, pct_rows, irregular, rest, leftovers
+    return _finish(path, stat_frames, meta, side_rows, markers, bad, strict, ends_nl, schema)
 
 
 def _rows_frame(extra_rows: list[tuple[int, int | None, sl.StatRow]], description: bool) -> pl.DataFrame:
@@ -355,35 +482,57 @@ def _pair_markers(markers: _Markers, bad: list) -> tuple[list[int], list[int], l
 
 
 def _dump_of(lines: np.ndarray, begins: list[int], ends: list[int]) -> tuple[np.ndarray, np.ndarray]:
-    dump = np.searchsorted(np.asarray(begins, dtype=np.int64), lines, side="right") - 1
-    inside = dump >= 0
-    inside[inside] &= lines[inside] < np.asarray(ends, dtype=np.int64)[dump[inside]]
-    return np.where(dump < 0, 0, dump), inside
+    """Dump index of each line (by its Begin marker) and whether it lies inside that block."""
+    dump = np.searchsorted(np.asarray(begins, dtype=lines.dtype), lines, side="right").astype(np.int64) - 1
+    clipped = np.maximum(dump, 0)
+    inside = (dump >= 0) & (lines < np.asarray(ends, dtype=np.int64)[clipped])
+    return clipped, inside
 
 
 def _finish(
-    path: Path, main: pl.DataFrame, side: pl.DataFrame | None, markers: _Markers, bad: list, strict: bool, ends_nl: bool
+    path: Path,
+    stat_frames: list[pl.DataFrame],
+    meta: pl.DataFrame | None,
+    side: pl.DataFrame | None,
+    markers: _Markers,
+    bad: list,
+    strict: bool,
+    ends_nl: bool,
+    schema: dict[str, pl.DataType],
 ) -> StatsDumps:
+    """Pair markers, give every row its dump, apply the strict/lenient policy, build the table.
+
+    ``stat_frames`` carry ``stat`` (joined with ``meta`` here, lazily, so the big frame is
+    materialised once) and, for the streamed frame, ``raw`` (non-null = handled elsewhere).
+    """
     if not markers.begins:
-        if main.height == 0 and side is None and not bad:
+        has_rows = any((f.filter(pl.col("raw").is_null()).height if "raw" in f.columns else f.height) for f in stat_frames)
+        if not has_rows and side is None and not bad:
             raise InputError(f"{path}: no stats in the file (only blank lines)")
         raise InputError(f"{path}: no 'Begin Simulation Statistics' marker; not a gem5 stats.txt file")
     begins, ends, messages, truncated = _pair_markers(markers, bad)
     notes: list[str] = []
     parts = []
-    for frame in (main, side):
+    while stat_frames or side is not None:
+        frame = stat_frames.pop(0) if stat_frames else side
+        if frame is side:
+            side = None
         if frame is None:
             continue
-        lines = frame.get_column("line").to_numpy().astype(np.int64)
+        lines = frame.get_column("line").to_numpy()
         dump, inside = _dump_of(lines, begins, ends)
-        keep = ~frame.get_column("drop").to_numpy() if "drop" in frame.columns else np.ones(len(lines), bool)
+        keep = frame.get_column("raw").is_null().to_numpy() if "raw" in frame.columns else np.ones(len(lines), bool)
         outside = keep & ~inside
         if outside.any():
-            bad.extend((int(x), "stat line outside a Begin/End Simulation Statistics block") for x in lines[outside][:1000])
+            bad.extend(
+                (int(x), "stat line outside a Begin/End Simulation Statistics block")
+                for x in lines[outside][:1000]
+            )
         parts.append((frame, lines, dump, keep & inside))
     last_line = max((int(p[1].max()) for p in parts if p[1].size), default=-1)
     if truncated and not ends_nl and last_line > 0:
         notes.append(f"line {last_line}: dropped (the file ends mid-line inside the truncated last block)")
+        bad[:] = [(line, why) for line, why in bad if line != last_line]
     if bad:
         bad.sort()
         if strict:
@@ -392,20 +541,32 @@ def _finish(
             raise _bad(path, line, why + more)
     bad_lines = np.asarray(sorted({line for line, _ in bad}), dtype=np.int64)
     frames = []
-    for frame, lines, dump, keep in parts:
+    columns = [pl.col(c).cast(t) for c, t in schema.items()] + ["dump"]
+    has_side = parts and "stat" not in parts[-1][0].columns
+    while parts:
+        frame, lines, dump, keep = parts.pop(0)
         if truncated and not ends_nl:
             # The last line of a cut file may hold a cut number: drop it rather than report it.
             keep &= lines != last_line
         if bad_lines.size:
             keep &= ~np.isin(lines, bad_lines)
-        frame = frame.with_columns(dump=pl.Series("dump", dump, dtype=pl.UInt32))
+        lf = frame.lazy().with_columns(dump=pl.Series("dump", dump, dtype=pl.UInt32))
         if not keep.all():
-            frame = frame.filter(pl.Series(keep))
-        frames.append(frame.drop("drop", strict=False))
-    main = frames[0]
-    if len(frames) > 1:
-        side = _name_buckets(frames[1], main if main.height else frames[1])
-        main = pl.concat([main.select(side.columns), side]).sort("line", maintain_order=True)
+            lf = lf.filter(pl.Series(keep))
+        if "stat" in frame.columns:
+            lf = lf.join(meta.lazy(), on="stat", how="left", maintain_order="left").with_columns(
+                bucket=pl.lit(None, dtype=pl.Int32)
+            )
+        for col in ("pdf_pct", "cdf_pct"):
+            if col not in frame.columns:
+                lf = lf.with_columns(pl.lit(None, dtype=pl.Float64).alias(col))
+        del frame, lines, dump, keep
+        frames.append(lf.select(columns).collect())
+        del lf
+    if has_side:
+        plain = pl.concat(frames[:-1]) if len(frames) > 1 else frames[-1]
+        frames[-1] = _name_buckets(frames[-1], plain)
+    main = pl.concat(frames) if len(frames) > 1 else frames[0]
     if truncated:
         notes.append(f"dump {len(begins) - 1} has no End marker (truncated file); kept its complete lines")
     return StatsDumps(
@@ -454,7 +615,7 @@ def _name_buckets(buckets: pl.DataFrame, plain: pl.DataFrame) -> pl.DataFrame:
         .then(pl.concat_str([as_text(low), pl.lit("-"), as_text(high)]))
         .otherwise(as_text(low))
     )
-    return named.with_columns(key=key).select(buckets.columns)
+    return named.with_columns(key=key.cast(pl.Categorical)).select(buckets.columns)
 
 
 def _final_columns(rows: pl.DataFrame, messages: tuple[str | None, ...]) -> pl.DataFrame:
@@ -474,6 +635,7 @@ def _final_columns(rows: pl.DataFrame, messages: tuple[str | None, ...]) -> pl.D
         pl.col("unit").cast(pl.Categorical),
         pl.col("pdf_pct"),
         pl.col("cdf_pct"),
+        pl.col("line"),
     ]
     if "description" in rows.columns:
         cols.append(pl.col("description"))
@@ -498,5 +660,4 @@ def _assemble_python(path: Path, strict: bool, description: bool, ends_nl: bool)
             _python_line(line_no, text, markers, extra_rows, bad)
     rows = _rows_frame(extra_rows, description)
     bad.extend(_bad_names(rows))
-    empty = rows.clear().with_columns(drop=pl.lit(False))
-    return _finish(path, empty, rows, markers, bad, strict, ends_nl)
+    return _finish(path, [], None, rows, markers, bad, strict, ends_nl, _schema(description))

@@ -25,7 +25,18 @@ The long table has one row per printed value: dump,name,value,unit then key, val
 $LAYERLAB_CACHE_DIR or ~/.cache/layerlab/stats (--no-cache to bypass).
 """
 
-_LONG_ORDER = ["dump", "name", "value", "unit", "key", "value_int", "dump_message", "pdf_pct", "cdf_pct"]
+_LONG_ORDER = [
+    "dump",
+    "name",
+    "value",
+    "unit",
+    "key",
+    "value_int",
+    "dump_message",
+    "pdf_pct",
+    "cdf_pct",
+    "line",
+]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -37,9 +48,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("path", help="stats.txt, h5://stats.h5, stats.json, or a run directory (m5out)")
-    parser.add_argument("--kernels", action="store_true",
-                        help="per-kernel table from stats.txt + config.ini + layerlab_events.jsonl in PATH")
-    parser.add_argument("--dump", type=int, metavar="N", help="only dump N (0-based; negative counts from the end)")
+    parser.add_argument(
+        "--kernels",
+        action="store_true",
+        help="per-kernel table from stats.txt + config.ini + layerlab_events.jsonl in PATH",
+    )
+    parser.add_argument(
+        "--dump", type=int, metavar="N", help="only dump N (0-based; negative counts from the end)"
+    )
     parser.add_argument("--grep", metavar="RE", help="only stats whose name::key matches RE (Python regex)")
     parser.add_argument("--lenient", action="store_true", help="skip and count bad lines instead of failing")
     parser.add_argument("--no-cache", action="store_true", help="do not read or write the parquet cache")
@@ -58,7 +74,9 @@ def run(args: argparse.Namespace) -> int:
             table = table[table["dump"] == args.dump]
         emit(table, args.format, args.output, title=f"kernels: {args.path}")
         return 0
-    stats = read_stats(args.path, strict=not args.lenient, description=args.description, cache=not args.no_cache)
+    stats = read_stats(
+        args.path, strict=not args.lenient, description=args.description, cache=not args.no_cache
+    )
     for note in stats.notes:
         print(f"layerlab stats: note: {note}", file=sys.stderr)
     if stats.skipped_lines:
@@ -67,18 +85,25 @@ def run(args: argparse.Namespace) -> int:
     if args.dump is not None:
         dump = args.dump + stats.n_dumps if args.dump < 0 else args.dump
         if not 0 <= dump < stats.n_dumps:
-            raise InputError(f"--dump {args.dump}: the file has {stats.n_dumps} dumps (0..{stats.n_dumps - 1})")
+            raise InputError(
+                f"--dump {args.dump}: the file has {stats.n_dumps} dumps (0..{stats.n_dumps - 1})"
+            )
         frame = frame.filter(pl.col("dump") == dump)
     if args.grep:
         frame = grep(frame, args.grep)
     order = _LONG_ORDER + (["description"] if "description" in frame.columns else [])
-    table: pd.DataFrame = to_pandas(frame.select(order))
+    # The parser appends pdf/cdf and bucket rows after the regular ones; print in file order.
+    table: pd.DataFrame = to_pandas(frame.select(order).sort("line", maintain_order=True))
     if args.format == "csv":
         # Exact integers in CSV: the float column would print 1e+15 style for large ticks.
         exact = table["value_int"]
         table["value"] = pd.Series(
-            [v if i is pd.NA else int(i) for v, i in zip(table["value"].tolist(), exact.tolist(), strict=True)],
-            dtype=object, index=table.index,
+            [
+                v if i is pd.NA else int(i)
+                for v, i in zip(table["value"].tolist(), exact.tolist(), strict=True)
+            ],
+            dtype=object,
+            index=table.index,
         )
     emit(table, args.format, args.output, title=f"stats: {args.path}")
     return 0

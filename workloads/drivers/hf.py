@@ -39,18 +39,7 @@ MODEL_ROLES = {
 }
 #: Module names inside one decoder layer → role (Llama, GPT-2, OPT).
 LAYER_ROLES = {
-    "input_layernorm": "input_norm",
-    "self_attn": "attention",
-    "self_attn.q_proj": "q_proj",
-    "self_attn.k_proj": "k_proj",
-    "self_attn.v_proj": "v_proj",
-    "self_attn.o_proj": "o_proj",
-    "post_attention_layernorm": "post_attention_norm",
-    "mlp": "mlp",
-    "mlp.gate_proj": "gate_proj",
-    "mlp.up_proj": "up_proj",
-    "mlp.act_fn": "act_fn",
-    "mlp.down_proj": "down_proj",
+    **mk.LLAMA_LAYER_ROLES,
     "ln_1": "input_norm",
     "attn": "attention",
     "attn.c_attn": "qkv_proj",

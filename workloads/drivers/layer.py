@@ -192,20 +192,7 @@ def build(cfg: dict[str, Any], num_layers: int, dtype: Any, device: str, seed: i
 
 def hook_targets(stack: Any) -> list[tuple[Any, int, str, str]]:
     targets: list[tuple[Any, int, str, str]] = []
-    roles = {
-        "input_layernorm": "input_norm",
-        "self_attn": "attention",
-        "self_attn.q_proj": "q_proj",
-        "self_attn.k_proj": "k_proj",
-        "self_attn.v_proj": "v_proj",
-        "self_attn.o_proj": "o_proj",
-        "post_attention_layernorm": "post_attention_norm",
-        "mlp": "mlp",
-        "mlp.gate_proj": "gate_proj",
-        "mlp.up_proj": "up_proj",
-        "mlp.act_fn": "act_fn",
-        "mlp.down_proj": "down_proj",
-    }
+    roles = mk.LLAMA_LAYER_ROLES
     targets.append((stack.rotary_emb, -1, "rotary_emb", "rotary_emb"))
     for index, layer in enumerate(stack.layers):
         targets.append((layer, index, "layer", f"layers.{index}"))

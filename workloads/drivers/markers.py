@@ -225,3 +225,20 @@ def add_marker_arguments(parser: Any) -> None:
     parser.add_argument(
         "--m5", default=DEFAULT_M5, help=f"path of the m5 utility in the guest (default: {DEFAULT_M5})"
     )
+
+
+#: Module names inside one Llama-style decoder layer → marker role (shared by ``hf`` and ``layer``).
+LLAMA_LAYER_ROLES = {
+    "input_layernorm": "input_norm",
+    "self_attn": "attention",
+    "self_attn.q_proj": "q_proj",
+    "self_attn.k_proj": "k_proj",
+    "self_attn.v_proj": "v_proj",
+    "self_attn.o_proj": "o_proj",
+    "post_attention_layernorm": "post_attention_norm",
+    "mlp": "mlp",
+    "mlp.gate_proj": "gate_proj",
+    "mlp.up_proj": "up_proj",
+    "mlp.act_fn": "act_fn",
+    "mlp.down_proj": "down_proj",
+}

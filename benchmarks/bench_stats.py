@@ -1,0 +1,90 @@
+"""Stats parser speed: full-fidelity parse vs a bare line-split loop, same file, same process.
+
+Builds a >= 200 MB multi-dump stats.txt by concatenating the real fixture blocks (every
+version's format: units, no units, no descriptions, one-line buckets) in a temp dir, then
+times, alternating, (a) the baseline ``for line in f: line.split('#')[0].split()`` + float of
+the value, nothing kept, and (b) ``parse_stats_text`` (the whole table, no cache). Best of N
+runs each, since other jobs share this machine. Target: (b) >= 2x (a) in MB/s.
+
+    .venv/bin/python benchmarks/bench_stats.py [--mb 200] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+FIXTURES = REPO.parent / "shared" / "fixtures"
+
+from stats_parsers.stats_text import parse_stats_text  # noqa: E402
+
+_BLOCK = re.compile(
+    r"\n---------- Begin Simulation Statistics ----------\n.*?\n---------- End Simulation Statistics   ----------\n",
+    re.S,
+)
+
+
+def build(path: Path, megabytes: int) -> int:
+    blocks = []
+    for source in sorted((FIXTURES / "gem5_cpu_stats").glob("*.txt")) + sorted(
+        (FIXTURES / "gem5_gpu_stats").glob("*.txt")
+    ):
+        blocks += _BLOCK.findall(source.read_text())
+    target, written, i = megabytes * 2**20, 0, 0
+    with path.open("w") as out:
+        while written < target:
+            block = blocks[i % len(blocks)]
+            out.write(block)
+            written += len(block)
+            i += 1
+    return i
+
+
+def baseline(path: Path) -> None:
+    with path.open() as handle:
+        for line in handle:
+            parts = line.split("#")[0].split()
+            if len(parts) >= 2:
+                try:  # noqa: SIM105 - contextlib.suppress would slow the baseline
+                    float(parts[1])
+                except ValueError:
+                    pass
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--mb", type=int, default=200)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "stats.txt"
+        dumps = build(path, args.mb)
+        size_mb = path.stat().st_size / 1e6
+        base_t, full_t, rows = [], [], 0
+        for _ in range(args.repeat):
+            start = time.perf_counter()
+            baseline(path)
+            base_t.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            parsed = parse_stats_text(path)
+            full_t.append(time.perf_counter() - start)
+            rows = parsed.frame.height
+            del parsed
+        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        base_rate, full_rate = size_mb / min(base_t), size_mb / min(full_t)
+        print(f"file: {size_mb:.0f} MB, {dumps} dumps, {rows:,} rows")
+        print(f"baseline split loop : {base_rate:7.1f} MB/s  (best {min(base_t):.2f} s of {args.repeat})")
+        print(f"parse_stats_text    : {full_rate:7.1f} MB/s  (best {min(full_t):.2f} s of {args.repeat})")
+        print(f"ratio               : {full_rate / base_rate:7.2f}x  (target >= 2x)")
+        print(f"peak RSS            : {peak_mb:7.0f} MB (whole process)")
+
+
+if __name__ == "__main__":
+    main()
