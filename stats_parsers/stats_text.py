@@ -1,12 +1,16 @@
-"""gem5 ``stats.txt`` → one tidy long table, fast and exact.
+"""gem5 ``stats.txt`` → one tidy long table, exact, streamed, columnar.
 
-Why columnar: a per-line Python loop tops out near the speed of a bare ``split()`` loop (see
-``benchmarks/bench_stats.py``), and real per-kernel runs write hundreds of MB. So the regular
-lines (``name value [pdf% cdf%] [# desc] [(Unit)]``) are split by polars string kernels over
-whole streamed batches, and anything irregular (block markers, one-line bucket lists, bad
-lines, values longer than the fixed window) keeps its raw text and goes through the reference
-line parser in ``stats_lines``. The polars streaming engine reads the file in morsels, so the
-text of a 1 GB file is never held at once: only the table is.
+Pipeline: the file is read in chunks of whole lines (256 MiB, so a 1 GB file never sits in
+memory beside its table). Each chunk is split by polars string kernels (find/slice/cast, no
+regex captures: those cost ~1 µs a row): a regular line ``name value [# desc] [(Unit)]`` yields
+(line, stat, value, exact int). The rest keep their text: pdf/cdf lines and one-line bucket
+lists go through vectorised second passes, markers and anything odd through the reference line
+parser (``stats_lines``), which also decides what is a bad line. Name/key split, unit and
+description are properties of a stat, not of a row, so they are read once per distinct stat
+from its first line and joined on.
+
+Row order: regular lines in file order, then pdf/cdf lines, then one-line buckets; sort by
+``line`` (kept as a column) for file order.
 
 Table columns (one row per printed value):
 
@@ -18,7 +22,7 @@ is an integer that fits int64, else null; use it for ticks and counters beyond 2
 ``unit`` (the last parenthesised group when it is a gem5 unit word or rate, e.g. ``Tick/Second``
 without gem5's wrapping parentheses; null in files from before units, 2015-2020, and with
 ``desc=False``) · ``pdf_pct``/``cdf_pct`` (the percentage columns, as printed) · optionally
-``description``.
+``description`` · ``line`` (line number in the file).
 
 Missing is not zero: gem5 omits ``nozero`` stats that are 0 and ``nonan`` stats that are NaN, so
 a stat absent from a dump has no row; the wide helpers give NaN there unless told to fill.
@@ -26,6 +30,8 @@ a stat absent from a dump has no row; the wide helpers give NaN there unless tol
 
 from __future__ import annotations
 
+import io
+import itertools
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,8 +46,9 @@ from workloads.errors import InputError
 #: Bytes after the name in which the fast path looks for the value and pdf/cdf columns;
 #: gem5 pads names to 40 columns and values to 12, so 96 leaves room for long numbers.
 _WINDOW = 96
+#: Text read per scan step; bounds the text held in memory while parsing.
+_CHUNK_BYTES = 256 * 2**20
 _UNIT_RE = r"\(([^()]*|\([^()]*\))\)$"
-_PCT_RE = r"^(\S+)% +(\S+)%(?: |$)"
 
 COLUMNS = ("dump", "dump_message", "name", "key", "value", "value_int", "unit", "pdf_pct", "cdf_pct", "line")
 
@@ -109,14 +116,54 @@ def parse_stats_text(
         raise InputError(f"{path}: binary data, not a gem5 text stats file (NUL bytes in the first 4 KiB)")
     try:
         # The frame is handed over, not kept here, so _finish can free it as it goes.
-        return _assemble(path, [_fast_scan(path)], strict, description, ends_with_newline)
+        return _assemble(path, [*_fast_scan(path)], strict, description, ends_with_newline)
     except (pl.exceptions.ComputeError, pl.exceptions.InvalidOperationError, pl.exceptions.SchemaError):
         # Bad UTF-8 or a stray separator byte: the reference parser names the exact line.
         return _assemble_python(path, strict, description, ends_with_newline)
 
 
-def _fast_scan(path: Path) -> pl.DataFrame:
-    """Stream the file: regular lines become (line, stat, value); the rest keep their text.
+def _fast_scan(path: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Scan the file in chunks of whole lines (``_scan_chunk``); (regular rows, raw lines).
+
+    Chunking bounds memory: polars' CSV source would otherwise load the whole file, so a 1 GB
+    stats file would sit in memory beside its table. Only one chunk's text is alive at a time.
+    """
+    size = path.stat().st_size
+    bounds = [0]
+    with path.open("rb") as handle:
+        while bounds[-1] + _CHUNK_BYTES < size:
+            handle.seek(bounds[-1] + _CHUNK_BYTES)
+            handle.readline()  # to the end of the line the chunk would cut
+            bounds.append(handle.tell())
+        bounds.append(size)
+        regular, irregular = [], []
+        line_offset = 1
+        for start, end in itertools.pairwise(bounds):
+            handle.seek(start)
+            data = handle.read(end - start)
+            if not data:
+                continue
+            frame = _scan_chunk(data, line_offset)
+            if end < size:  # the next chunk's first line number (chunks end on a newline)
+                line_offset += int(np.count_nonzero(np.frombuffer(data, dtype=np.uint8) == 10))
+            del data
+            # Copy the few raw lines (concat_str writes new buffers): polars string views would
+            # otherwise keep every byte of the chunk's text alive as long as the table lives.
+            irregular.append(
+                frame.filter(pl.col("raw").is_not_null()).select(
+                    "line", pl.concat_str([pl.col("raw"), pl.lit("")])
+                )
+            )
+            regular.append(frame.filter(pl.col("raw").is_null()).drop("raw"))
+            del frame
+    if not regular:
+        empty = _scan_chunk(b"\n", 1).clear()
+        return empty.drop("raw"), empty.select("line", "raw")
+    return pl.concat(regular, rechunk=False), pl.concat(irregular).rechunk()
+
+
+def _scan_chunk(data: bytes, line_offset: int) -> pl.DataFrame:
+    """Regular lines become (line, stat, value); the rest keep their text in ``raw``.
 
     Per row only the cheapest literal kernels run (find, slice, cast). Name, unit and
     description are properties of a stat, not of a row, so ``_stat_meta`` derives them once
@@ -127,14 +174,14 @@ def _fast_scan(path: Path) -> pl.DataFrame:
     """
     text = pl.col("l")
     lf = pl.scan_csv(
-        path,
+        io.BytesIO(data),
         has_header=False,
         separator="\x1f",
         quote_char=None,
         new_columns=["l"],
         schema={"l": pl.String},
         row_index_name="line",
-        row_index_offset=1,
+        row_index_offset=line_offset,
         infer_schema=False,
     )
     lf = lf.filter(text.is_not_null()).with_columns(p1=text.str.find(" ", literal=True))
@@ -142,14 +189,13 @@ def _fast_scan(path: Path) -> pl.DataFrame:
     lf = lf.with_columns(p2=pl.col("window").str.find(" ", literal=True))
     lf = lf.with_columns(
         tok=pl.col("window").str.slice(0, pl.col("p2")),
-        # first character after the value: nothing, '#' (description) or '(' (unit only)
-        nxt=pl.col("window").str.slice(pl.col("p2"), 32).str.strip_chars_start(" ").str.head(1).fill_null(""),
     )
     lf = lf.with_columns(value=pl.col("tok").cast(pl.Float64, strict=False))
     regular = (
         (pl.col("p1") > 0)
         & pl.col("value").is_not_null()
-        & pl.col("nxt").is_in(["", "#", "("])
+        # after the value: nothing, a description ('#') or a unit only ('(')
+        & pl.col("window").str.contains(r"^\S+ *(?:[#(]|$)")
         & (pl.col("p2").is_not_null() | (text.str.len_bytes() <= pl.col("p1") + _WINDOW))
     )
     return lf.select(
@@ -187,7 +233,12 @@ def _window_pass(irregular: pl.DataFrame) -> pl.DataFrame:
         & ((text.str.len_bytes() <= pl.col("p1") + _WINDOW) | (pl.col("rest1") != ""))
         & (
             (~pct & pl.col("n1").is_in(ends))
-            | (pct & pl.col("pdf_pct").is_not_null() & pl.col("cdf_pct").is_not_null() & pl.col("n3").is_in(ends))
+            | (
+                pct
+                & pl.col("pdf_pct").is_not_null()
+                & pl.col("cdf_pct").is_not_null()
+                & pl.col("n3").is_in(ends)
+            )
         )
     )
     return (
@@ -367,9 +418,13 @@ def _schema(description: bool) -> dict[str, pl.DataType]:
     return schema
 
 
-def _assemble(path: Path, holder: list[pl.DataFrame], strict: bool, description: bool, ends_nl: bool) -> StatsDumps:
-    frame = holder.pop()
-    irregular = frame.filter(pl.col("raw").is_not_null()).select("line", "raw")
+def _assemble(
+    path: Path, holder: list[pl.DataFrame], strict: bool, description: bool, ends_nl: bool
+) -> StatsDumps:
+    """Route the raw lines (pdf/cdf, one-line buckets, markers, bad lines), attach per-stat
+    name/key/unit/description, then let ``_finish`` apply the block structure and policy."""
+    frame, irregular = holder
+    holder.clear()
     pct_rows = _window_pass(irregular)
     rest = irregular.filter(~pl.col("line").is_in(pct_rows.get_column("line").implode()))
     one_rows, leftovers = _oneline_pass(rest, description) if rest.height else (None, rest)
@@ -381,12 +436,10 @@ def _assemble(path: Path, holder: list[pl.DataFrame], strict: bool, description:
     schema = _schema(description)
 
     # Stat-bearing rows (regular and pdf/cdf lines) get name/key/unit/description by stat.
-    firsts = pl.concat(
-        [frame.lazy().filter(pl.col("raw").is_null()).select("line", "stat"), pct_rows.lazy().select("line", "stat")]
-    )
+    firsts = pl.concat([frame.lazy().select("line", "stat"), pct_rows.lazy().select("line", "stat")])
     meta, bad_stats, why = _stat_meta(path, firsts, description)
     if bad_stats:
-        for part in (frame.filter(pl.col("raw").is_null()), pct_rows):
+        for part in (frame, pct_rows):
             hits = part.filter(pl.col("stat").cast(pl.String).is_in(sorted(bad_stats)))
             for line, stat in hits.select("line", pl.col("stat").cast(pl.String)).iter_rows():
                 bad.append((line, f"{why[stat]}: not a stats line"))
@@ -403,9 +456,10 @@ def _assemble(path: Path, holder: list[pl.DataFrame], strict: bool, description:
     side_rows = pl.concat(side) if side else None
     if side_rows is not None:
         bad.extend(_bad_names(side_rows))
+    last_line = max((int(f.get_column("line").max()) for f in (frame, irregular) if f.height), default=-1)
     stat_frames = [frame, pct_rows]
     del frame, pct_rows, irregular, rest, leftovers
-    return _finish(path, stat_frames, meta, side_rows, markers, bad, strict, ends_nl, schema)
+    return _finish(path, stat_frames, meta, side_rows, markers, bad, strict, ends_nl, schema, last_line)
 
 
 def _rows_frame(extra_rows: list[tuple[int, int | None, sl.StatRow]], description: bool) -> pl.DataFrame:
@@ -499,6 +553,7 @@ def _finish(
     strict: bool,
     ends_nl: bool,
     schema: dict[str, pl.DataType],
+    last_line: int,
 ) -> StatsDumps:
     """Pair markers, give every row its dump, apply the strict/lenient policy, build the table.
 
@@ -506,7 +561,10 @@ def _finish(
     materialised once) and, for the streamed frame, ``raw`` (non-null = handled elsewhere).
     """
     if not markers.begins:
-        has_rows = any((f.filter(pl.col("raw").is_null()).height if "raw" in f.columns else f.height) for f in stat_frames)
+        has_rows = any(
+            (f.filter(pl.col("raw").is_null()).height if "raw" in f.columns else f.height)
+            for f in stat_frames
+        )
         if not has_rows and side is None and not bad:
             raise InputError(f"{path}: no stats in the file (only blank lines)")
         raise InputError(f"{path}: no 'Begin Simulation Statistics' marker; not a gem5 stats.txt file")
@@ -521,7 +579,11 @@ def _finish(
             continue
         lines = frame.get_column("line").to_numpy()
         dump, inside = _dump_of(lines, begins, ends)
-        keep = frame.get_column("raw").is_null().to_numpy() if "raw" in frame.columns else np.ones(len(lines), bool)
+        keep = (
+            frame.get_column("raw").is_null().to_numpy()
+            if "raw" in frame.columns
+            else np.ones(len(lines), bool)
+        )
         outside = keep & ~inside
         if outside.any():
             bad.extend(
@@ -529,7 +591,6 @@ def _finish(
                 for x in lines[outside][:1000]
             )
         parts.append((frame, lines, dump, keep & inside))
-    last_line = max((int(p[1].max()) for p in parts if p[1].size), default=-1)
     if truncated and not ends_nl and last_line > 0:
         notes.append(f"line {last_line}: dropped (the file ends mid-line inside the truncated last block)")
         bad[:] = [(line, why) for line, why in bad if line != last_line]
@@ -564,8 +625,7 @@ def _finish(
         frames.append(lf.select(columns).collect())
         del lf
     if has_side:
-        plain = pl.concat(frames[:-1]) if len(frames) > 1 else frames[-1]
-        frames[-1] = _name_buckets(frames[-1], plain)
+        frames[-1] = _name_buckets(frames[-1], frames[:-1] or [frames[-1]])
     main = pl.concat(frames) if len(frames) > 1 else frames[0]
     if truncated:
         notes.append(f"dump {len(begins) - 1} has no End marker (truncated file); kept its complete lines")
@@ -579,7 +639,7 @@ def _finish(
     )
 
 
-def _name_buckets(buckets: pl.DataFrame, plain: pl.DataFrame) -> pl.DataFrame:
+def _name_buckets(buckets: pl.DataFrame, plain: list[pl.DataFrame]) -> pl.DataFrame:
     """Give one-line buckets gem5's own bucket names (``lo-hi``), from the stat's bucket lines.
 
     gem5 prints ``::bucket_size``/``::min_bucket``/``::max_bucket`` before a one-line
@@ -590,8 +650,9 @@ def _name_buckets(buckets: pl.DataFrame, plain: pl.DataFrame) -> pl.DataFrame:
     wanted = buckets.filter(is_bucket).select("dump", "name").unique()
     if wanted.height == 0:
         return buckets
+    bucket_keys = pl.col("key").is_in(["bucket_size", "min_bucket", "max_bucket"])
     info = (
-        plain.filter(pl.col("key").is_in(["bucket_size", "min_bucket", "max_bucket"]))
+        pl.concat([frame.filter(bucket_keys) for frame in plain])
         .join(wanted, on=["dump", "name"], how="semi")
         .select("dump", "name", pl.col("key").cast(pl.String), "value")
         .pivot(on="key", index=["dump", "name"], values="value", aggregate_function="first")
@@ -647,6 +708,7 @@ def _assemble_python(path: Path, strict: bool, description: bool, ends_nl: bool)
     markers = _Markers()
     extra_rows: list[tuple[int, int | None, sl.StatRow]] = []
     bad: list[tuple[int, str]] = []
+    line_no = -1
     with path.open("rb") as handle:
         for line_no, data in enumerate(handle, start=1):
             try:
@@ -660,4 +722,4 @@ def _assemble_python(path: Path, strict: bool, description: bool, ends_nl: bool)
             _python_line(line_no, text, markers, extra_rows, bad)
     rows = _rows_frame(extra_rows, description)
     bad.extend(_bad_names(rows))
-    return _finish(path, [], None, rows, markers, bad, strict, ends_nl, _schema(description))
+    return _finish(path, [], None, rows, markers, bad, strict, ends_nl, _schema(description), line_no)

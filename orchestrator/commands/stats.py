@@ -20,8 +20,11 @@ examples:
   layerlab stats runs/decode-l3/m5out --kernels --format parquet -o kernels.parquet
 
 The long table has one row per printed value: dump,name,value,unit then key, value_int
-(exact integers), dump_message, pdf_pct, cdf_pct. A stat gem5 did not print in a dump
-(nozero/nonan flags) has no row: missing, not zero. Parsed files are cached as parquet in
+(exact integers), dump_message, pdf_pct, cdf_pct, line. A stat gem5 did not print in a dump
+(nozero/nonan flags) has no row: missing, not zero. --kernels gives kernel_index, task_id,
+blit, dump, shader_active_ticks, gpu_cycles (ticks / shader clock period from config.ini),
+sim_ticks, host_s, instruction/op/memory counts, TCP/TCC demand hits/misses/accesses, GPU DRAM
+bytes, per-CU total cycles; stats a gem5 version lacks are empty (NA). Parsed files are cached as parquet in
 $LAYERLAB_CACHE_DIR or ~/.cache/layerlab/stats (--no-cache to bypass).
 """
 
