@@ -24,11 +24,16 @@ FORMATS = ("table", "csv", "json", "parquet")
 
 def add_format_options(parser: Any, default: str = "table", with_output: bool = True) -> None:
     parser.add_argument(
-        "--format", choices=FORMATS, default=default, type=str.lower,
+        "--format",
+        choices=FORMATS,
+        default=default,
+        type=str.lower,
         help=f"output format (default: {default}); csv/json are stable for scripts",
     )
     if with_output:
-        parser.add_argument("-o", "--output", metavar="FILE", help="write to FILE (atomically) instead of stdout")
+        parser.add_argument(
+            "-o", "--output", metavar="FILE", help="write to FILE (atomically) instead of stdout"
+        )
 
 
 def _json_default(value: Any) -> Any:
@@ -74,8 +79,13 @@ def render_table(frame: pd.DataFrame, title: str | None = None, float_digits: in
     return buffer.getvalue()
 
 
-def emit(frame: pd.DataFrame, fmt: str, output: str | None = None, title: str | None = None,
-         json_payload: Any = None) -> None:
+def emit(
+    frame: pd.DataFrame,
+    fmt: str,
+    output: str | None = None,
+    title: str | None = None,
+    json_payload: Any = None,
+) -> None:
     """Print or write ``frame`` in ``fmt``; ``json_payload`` overrides the JSON body if given."""
     if fmt == "parquet":
         if not output:

@@ -9,6 +9,8 @@ Tests marked ``gem5`` run only when ``LAYERLAB_GEM5`` names a gem5 binary and
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -22,6 +24,19 @@ def fixtures_dir() -> Path:
     if not FIXTURES.is_dir():
         pytest.fail(f"real fixtures not found at {FIXTURES}; set LAYERLAB_FIXTURES", pytrace=False)
     return FIXTURES
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Tests must not fill the user's stats cache (~/.cache/layerlab); each session gets its own.
+    if "LAYERLAB_CACHE_DIR" not in os.environ:
+        config._layerlab_cache = tempfile.mkdtemp(prefix="layerlab-test-cache-")  # type: ignore[attr-defined]
+        os.environ["LAYERLAB_CACHE_DIR"] = config._layerlab_cache  # type: ignore[attr-defined]
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if cache := getattr(config, "_layerlab_cache", None):
+        shutil.rmtree(cache, ignore_errors=True)
+        os.environ.pop("LAYERLAB_CACHE_DIR", None)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -55,15 +55,29 @@ def _write_events(path: Path, records: list[dict]) -> None:
 
 
 START = {
-    "kind": "start", "schema": events.SCHEMA, "skip_until": 2, "exit_after": 2, "exit_at_task": -1,
-    "dump_per_kernel": True, "gem5_profile": "v24.0", "tick": 0,
+    "kind": "start",
+    "schema": events.SCHEMA,
+    "skip_until": 2,
+    "exit_after": 2,
+    "exit_at_task": -1,
+    "dump_per_kernel": True,
+    "gem5_profile": "v24.0",
+    "tick": 0,
 }
 
 
 def _event(seq: int, cause: str, **fields: object) -> dict:
     base = {
-        "seq": seq, "kind": events.kind_of(cause), "cause": cause, "exit_code": 0, "tick": 1000 * (seq + 1),
-        "kernel_index": None, "kernels_done": 0, "tasks_done": 0, "dump": None, "dump_suppressed": False,
+        "seq": seq,
+        "kind": events.kind_of(cause),
+        "cause": cause,
+        "exit_code": 0,
+        "tick": 1000 * (seq + 1),
+        "kernel_index": None,
+        "kernels_done": 0,
+        "tasks_done": 0,
+        "dump": None,
+        "dump_suppressed": False,
         "reset": False,
     }
     base.update(fields)
@@ -77,8 +91,16 @@ def test_read_events_roundtrip(tmp_path: Path) -> None:
         _event(1, "workbegin", exit_code=1001001),
         _event(2, "GPU Blit Kernel Completed", kernels_done=1, tasks_done=2, dump=0, reset=True),
         _event(3, "GPU Kernel Completed", kernel_index=1, kernels_done=2, tasks_done=3, dump=1, reset=True),
-        {"kind": "end", "cause": "m5_exit instruction encountered", "exit_code": 0, "tick": 9000,
-         "kernels_done": 2, "tasks_done": 3, "expected": True, "tail_dump": 2},
+        {
+            "kind": "end",
+            "cause": "m5_exit instruction encountered",
+            "exit_code": 0,
+            "tick": 9000,
+            "kernels_done": 2,
+            "tasks_done": 3,
+            "expected": True,
+            "tail_dump": 2,
+        },
     ]
     _write_events(tmp_path / events.FILENAME, records)
     start, table, end = events.read_events(tmp_path)
@@ -110,7 +132,9 @@ def test_cli_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
     assert main([]) == 2
 
 
-def test_cli_input_error_is_one_line_exit_2(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_input_error_is_one_line_exit_2(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     import orchestrator.cli as cli
 
     parser = build_parser()

@@ -94,7 +94,13 @@ def _render_and_run(capsys, guest: dict, run_dir: Path, *window: str) -> Path:
     argv = json.loads((run_dir / "command.json").read_text())["argv"]
     env = dict(os.environ, LAYERLAB_GEM5_DOUBLE_SCENARIO=str(guest["scenario"]))
     done = subprocess.run(
-        [sys.executable, *argv], cwd=run_dir, env=env, capture_output=True, text=True, timeout=120, check=False
+        [sys.executable, *argv],
+        cwd=run_dir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     return run_dir / "m5out"

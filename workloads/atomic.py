@@ -23,7 +23,9 @@ def _umask_mode() -> int:
 
 
 @contextlib.contextmanager
-def atomic_open(path: str | os.PathLike[str], mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO]:
+def atomic_open(
+    path: str | os.PathLike[str], mode: str = "w", encoding: str | None = "utf-8"
+) -> Iterator[IO]:
     """Open a temporary sibling of ``path``; on clean exit rename it over ``path``.
 
     On an exception the temporary file is removed and ``path`` is left untouched.

@@ -69,7 +69,16 @@ EVENT_FIELDS = (
     "dump_suppressed",
     "reset",
 )
-START_FIELDS = ("kind", "schema", "skip_until", "exit_after", "exit_at_task", "dump_per_kernel", "gem5_profile", "tick")
+START_FIELDS = (
+    "kind",
+    "schema",
+    "skip_until",
+    "exit_after",
+    "exit_at_task",
+    "dump_per_kernel",
+    "gem5_profile",
+    "tick",
+)
 END_FIELDS = ("kind", "cause", "exit_code", "tick", "kernels_done", "tasks_done", "expected", "tail_dump")
 
 _REQUIRED = {"start": START_FIELDS, "end": END_FIELDS, **{k: EVENT_FIELDS for k in EVENT_KINDS}}
