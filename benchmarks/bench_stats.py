@@ -6,14 +6,20 @@ times, alternating, (a) the baseline ``for line in f: line.split('#')[0].split()
 the value, nothing kept, and (b) ``parse_stats_text`` (the whole table, no cache). Best of N
 runs each, since other jobs share this machine. Target: (b) >= 2x (a) in MB/s.
 
+(b) uses the native (numba) scanner; its one-off compile is kept out of the timings and
+printed apart: cold (empty numba cache, in a fresh process) and warm (loading the cache, once
+per process). The polars fallback path is timed once for comparison.
+
     .venv/bin/python benchmarks/bench_stats.py [--mb 200] [--repeat 3]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -23,8 +29,31 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 FIXTURES = REPO.parent / "shared" / "fixtures"
 
+import stats_parsers.stats_text as stats_text  # noqa: E402
 from stats_parsers.stats import read_stats  # noqa: E402
 from stats_parsers.stats_text import parse_stats_text  # noqa: E402
+
+_COMPILE = "import time; t = time.perf_counter(); from stats_parsers import scan; scan.warm(); print(time.perf_counter() - t)"
+
+
+def compile_times() -> tuple[float | None, float | None]:
+    """(cold compile in a fresh process with an empty numba cache, warm cache load here) in s."""
+    try:
+        from stats_parsers import scan
+    except ImportError:
+        return None, None
+    if not scan.HAVE_NUMBA:
+        return None, None
+    with tempfile.TemporaryDirectory() as cache:
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache, PYTHONPATH=str(REPO))
+        out = subprocess.run(
+            [sys.executable, "-c", _COMPILE], env=env, capture_output=True, text=True, check=True
+        )
+        cold = float(out.stdout.strip().splitlines()[-1])
+    start = time.perf_counter()
+    scan.warm()
+    return cold, time.perf_counter() - start
+
 
 _BLOCK = re.compile(
     r"\n---------- Begin Simulation Statistics ----------\n.*?\n---------- End Simulation Statistics   ----------\n",
@@ -64,6 +93,7 @@ def main() -> None:
     parser.add_argument("--mb", type=int, default=200)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
+    cold, warm = compile_times()
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "stats.txt"
         dumps = build(path, args.mb)
@@ -79,6 +109,11 @@ def main() -> None:
             rows = parsed.frame.height
             del parsed
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        stats_text._NATIVE = False
+        start = time.perf_counter()
+        parse_stats_text(path)
+        polars_t = time.perf_counter() - start
+        stats_text._NATIVE = True
         cache_dir = Path(tmp) / "cache"
         read_stats(path, cache_dir=cache_dir)  # parse + write the parquet cache
         start = time.perf_counter()
@@ -89,6 +124,13 @@ def main() -> None:
         print(f"baseline split loop : {base_rate:7.1f} MB/s  (best {min(base_t):.2f} s of {args.repeat})")
         print(f"parse_stats_text    : {full_rate:7.1f} MB/s  (best {min(full_t):.2f} s of {args.repeat})")
         print(f"ratio               : {full_rate / base_rate:7.2f}x  (target >= 2x)")
+        print(f"polars path         : {size_mb / polars_t:7.1f} MB/s  (fallback without numba, one run)")
+        if cold is None:
+            print("native scanner      : numba unavailable, parse_stats_text used the polars path")
+        else:
+            print(
+                f"numba compile       : {cold:7.2f} s cold (empty cache, fresh process), {warm:.2f} s cache load"
+            )
         print(f"peak RSS            : {peak_mb:7.0f} MB (whole process, after baseline + parses)")
         print(f"cached re-read      : {size_mb / cached_t:7.1f} MB/s  (read_stats from its parquet cache)")
 

@@ -9,6 +9,13 @@ parser (``stats_lines``), which also decides what is a bad line. Name/key split,
 description are properties of a stat, not of a row, so they are read once per distinct stat
 from its first line and joined on.
 
+Files of 8 MiB and more go through the native scanner instead (``stats_parsers.scan``, numba,
+two 16 MiB chunks at a time): one compiled pass per chunk takes the regular lines *and* the
+pdf/cdf lines, with stat ids and exact integers, and hands every other line to the same
+passes as above; the table is then built from its arrays (``_assemble_native``) and is the
+same, row for row, as the polars path's (tests hold both paths to that). Without numba, or
+for binary/non-UTF-8 data, the polars path runs.
+
 Row order: regular lines in file order, then pdf/cdf lines, then one-line buckets; sort by
 ``line`` (kept as a column) for file order.
 
@@ -35,13 +42,18 @@ import itertools
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import polars as pl
+import pyarrow as pa
 
 from stats_parsers import stats_lines as sl
 from workloads.errors import InputError
+
+if TYPE_CHECKING:
+    from stats_parsers.scan import ScanResult
 
 #: Bytes after the name in which the fast path looks for the value and pdf/cdf columns;
 #: gem5 pads names to 40 columns and values to 12, so 96 leaves room for long numbers.
@@ -49,6 +61,13 @@ _WINDOW = 96
 #: Text read per scan step; bounds the text held in memory while parsing.
 _CHUNK_BYTES = 256 * 2**20
 _UNIT_RE = r"\(([^()]*|\([^()]*\))\)$"
+#: Use the native (numba) scanner when numba imports; False forces the polars path (tests).
+_NATIVE = True
+#: Text per native scan step: two such chunks are scanned at once, one per core.
+_NATIVE_CHUNK_BYTES = 16 * 2**20
+#: Smaller files take the polars path: importing numba and loading the compiled scanner from
+#: its cache (~1 s once per process) would cost more than the scan saves.
+_NATIVE_MIN_BYTES = 8 * 2**20
 
 COLUMNS = ("dump", "dump_message", "name", "key", "value", "value_int", "unit", "pdf_pct", "cdf_pct", "line")
 
@@ -114,12 +133,30 @@ def parse_stats_text(
         ends_with_newline = handle.read(1) == b"\n"
     if b"\0" in head:
         raise InputError(f"{path}: binary data, not a gem5 text stats file (NUL bytes in the first 4 KiB)")
+    found = _native_scan(path) if _NATIVE and size >= _NATIVE_MIN_BYTES else None
     try:
+        if found is not None:
+            return _assemble_native(path, found, strict, description, ends_with_newline)
         # The frame is handed over, not kept here, so _finish can free it as it goes.
         return _assemble(path, [*_fast_scan(path)], strict, description, ends_with_newline)
     except (pl.exceptions.ComputeError, pl.exceptions.InvalidOperationError, pl.exceptions.SchemaError):
         # Bad UTF-8 or a stray separator byte: the reference parser names the exact line.
         return _assemble_python(path, strict, description, ends_with_newline)
+
+
+def _native_scan(path: Path) -> ScanResult | None:
+    """The numba scan's result, or None where the polars path must do it (no numba, binary
+    bytes, bad UTF-8, an absurd number of distinct names): that path and its fallback decide."""
+    try:
+        from stats_parsers import scan as scan_mod
+    except ImportError:  # pragma: no cover - numba or its LLVM missing on this platform
+        return None
+    if not scan_mod.HAVE_NUMBA:
+        return None
+    try:
+        return scan_mod.scan_file(path, _NATIVE_CHUNK_BYTES)
+    except scan_mod.Unsupported:
+        return None
 
 
 def _fast_scan(path: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -281,27 +318,9 @@ def _stat_meta(
                     texts[line_no] = data.decode("utf-8", errors="replace").rstrip("\r\n")
                     if line_no >= last:
                         break
-    stats, names_, keys, units, descs = [], [], [], [], []
-    bad: set[str] = set()
-    why: dict[str, str] = {}
-    for line_no, stat in wanted.items():
-        text = texts.get(line_no, "")
-        name, key = sl.split_name(stat)
-        if not sl._NAME_RE.match(stat):
-            bad.add(stat)
-            why[stat] = f"{stat[:60]!r} is not a stat name"
-            continue
-        unit = desc = None
-        _head, hash_, tail = text.partition(" # ")
-        if hash_:
-            desc, unit = sl.split_unit(tail.strip())
-        elif text.endswith(")"):
-            _, unit = sl.split_unit(text.rstrip())
-        stats.append(stat)
-        names_.append(name)
-        keys.append(key)
-        units.append(unit)
-        descs.append(desc)
+    stats, names_, keys, units, descs, bad, why = _meta_lists(
+        [(stat, texts.get(line_no, "")) for line_no, stat in wanted.items()]
+    )
     data = {"stat": stats, "name": names_, "key": keys, "unit": units}
     if description:
         data["description"] = descs
@@ -312,6 +331,41 @@ def _stat_meta(
         pl.col("unit").cast(pl.Categorical),
     )
     return meta, bad, why
+
+
+def _meta_lists(firsts: list[tuple[str, str]]):
+    """(stats, names, keys, units, descriptions, bad stats, why) from (stat, its first line)."""
+    stats, names_, keys, units, descs = [], [], [], [], []
+    bad: set[str] = set()
+    why: dict[str, str] = {}
+    for stat, text in firsts:
+        info = _stat_info(stat, text)
+        if info is None:
+            bad.add(stat)
+            why[stat] = f"{stat[:60]!r} is not a stat name"
+            continue
+        stats.append(stat)
+        names_.append(info[0])
+        keys.append(info[1])
+        units.append(info[2])
+        descs.append(info[3])
+    return stats, names_, keys, units, descs, bad, why
+
+
+def _stat_info(stat: str, text: str) -> tuple[str, str, str | None, str | None] | None:
+    """(name, key, unit, description) of a stat from its first line; None for a bad name."""
+    if not sl._NAME_RE.match(stat):
+        return None
+    name, key = sl.split_name(stat)
+    unit = desc = None
+    _head, hash_, tail = text.partition(" # ")
+    if hash_:
+        desc = tail.strip()
+        if desc.endswith(")"):  # split_unit's pattern ends in ")": skip the regex otherwise
+            desc, unit = sl.split_unit(desc)
+    elif text.endswith(")"):
+        _, unit = sl.split_unit(text.rstrip())
+    return name, key, unit, desc
 
 
 def _row_exprs(text: pl.Expr, p1: pl.Expr, tok: pl.Expr, description: bool) -> list[pl.Expr]:
@@ -334,7 +388,8 @@ def _row_exprs(text: pl.Expr, p1: pl.Expr, tok: pl.Expr, description: bool) -> l
         hash_at = text.str.find(" # ", literal=True)
         # Drop " (Unit)" from the end when it is a real unit (head() counts characters).
         desc_full = text.str.slice(hash_at + 3)
-        desc = pl.when(unit_ok).then(desc_full.str.head(-(unit_raw.str.len_chars() + 3))).otherwise(desc_full)
+        cut = -(unit_raw.str.len_chars().cast(pl.Int64) + 3)  # a u32 length cannot be negated
+        desc = pl.when(unit_ok).then(desc_full.str.head(cut)).otherwise(desc_full)
         columns.append(
             pl.when(hash_at.is_not_null()).then(desc.str.strip_chars_end(" ")).alias("description")
         )
@@ -462,6 +517,218 @@ def _assemble(
     return _finish(path, stat_frames, meta, side_rows, markers, bad, strict, ends_nl, schema, last_line)
 
 
+def _assemble_native(
+    path: Path, found: ScanResult, strict: bool, description: bool, ends_nl: bool
+) -> StatsDumps:
+    """``_assemble`` + ``_finish`` for the native scan: the same passes for the lines it handed
+    back, and the big table built column by column from its arrays (stat ids → categoricals by
+    one gather each) instead of joins."""
+    irregular = pl.DataFrame(
+        {
+            "line": pl.Series(found.irregular_lines, dtype=pl.UInt32),
+            "raw": pl.Series(found.irregular_text, dtype=pl.String),
+        }
+    )
+    win = _window_pass(irregular) if irregular.height else None
+    rest = irregular
+    if win is not None and win.height:
+        rest = irregular.filter(~pl.col("line").is_in(win.get_column("line").implode()))
+    one_rows, leftovers = _oneline_pass(rest, description) if rest.height else (None, rest)
+    markers = _Markers()
+    extra_rows: list[tuple[int, int | None, sl.StatRow]] = []
+    bad: list[tuple[int, str]] = []
+    for line, raw in leftovers.iter_rows():
+        _python_line(line, raw, markers, extra_rows, bad)
+    schema = _schema(description)
+
+    names = list(found.stat_names)
+    first_line = list(found.first_line)
+    first_text = list(found.first_text)
+    # pdf/cdf section: the scan's rows, then the window pass's rows, merged in file order.
+    pct = {
+        "line": found.pct_line,
+        "stat": found.pct_stat,
+        "value": found.pct_val,
+        "int": found.pct_int,
+        "int_ok": found.pct_ok,
+        "pdf": found.pct_pdf,
+        "pdf_ok": np.ones(len(found.pct_line), bool),
+        "cdf": found.pct_cdf,
+        "cdf_ok": np.ones(len(found.pct_line), bool),
+    }
+    if win is not None and win.height:
+        ids = {name: i for i, name in enumerate(names)}
+        raw_of = dict(zip(found.irregular_lines, found.irregular_text, strict=True))
+        w_lines = win.get_column("line").to_list()
+        w_ids = []
+        for line, stat in zip(w_lines, win.get_column("stat").cast(pl.String).to_list(), strict=True):
+            sid = ids.get(stat)
+            if sid is None:
+                sid = ids[stat] = len(names)
+                names.append(stat)
+                first_line.append(line)
+                first_text.append(raw_of[line])
+            elif line < first_line[sid]:
+                first_line[sid], first_text[sid] = line, raw_of[line]
+            w_ids.append(sid)
+        extra = {
+            "line": win.get_column("line").to_numpy().astype(np.uint32),
+            "stat": np.asarray(w_ids, np.int32),
+            "value": win.get_column("value").to_numpy(),
+            "int": win.get_column("value_int").fill_null(0).to_numpy(),
+            "int_ok": win.get_column("value_int").is_not_null().to_numpy(),
+            "pdf": win.get_column("pdf_pct").fill_null(0.0).to_numpy(),
+            "pdf_ok": win.get_column("pdf_pct").is_not_null().to_numpy(),
+            "cdf": win.get_column("cdf_pct").fill_null(0.0).to_numpy(),
+            "cdf_ok": win.get_column("cdf_pct").is_not_null().to_numpy(),
+        }
+        order = np.argsort(np.concatenate([pct["line"], extra["line"]]), kind="stable")
+        pct = {k: np.concatenate([pct[k], extra[k]])[order] for k in pct}
+    n_reg = sum(len(part) for part in found.reg_line)
+    n_pct = len(pct["line"])
+    lines = np.concatenate([*found.reg_line, pct["line"]])
+    stat = np.concatenate([*found.reg_stat, pct["stat"]])
+
+    infos = [_stat_info(name, text) for name, text in zip(names, first_text, strict=True)]
+    bad_ids = [i for i, info in enumerate(infos) if info is None]
+    if bad_ids:
+        hit = np.flatnonzero(np.isin(stat, np.asarray(bad_ids, np.int32)))
+        bad.extend(
+            (int(lines[i]), f"{names[stat[i]][:60]!r} is not a stat name: not a stats line") for i in hit
+        )
+
+    side = [p for p in (one_rows, _rows_frame(extra_rows, description)) if p is not None and p.height]
+    side = [
+        p.select(
+            [
+                pl.col(c).cast(t) if c in p.columns else pl.lit(None, dtype=t).alias(c)
+                for c, t in schema.items()
+            ]
+        )
+        for p in side
+    ]
+    side_rows = pl.concat(side) if side else None
+    if side_rows is not None:
+        bad.extend(_bad_names(side_rows))
+    last_line = found.last_line
+
+    if not markers.begins:
+        if not len(lines) and side_rows is None and not bad:
+            raise InputError(f"{path}: no stats in the file (only blank lines)")
+        raise InputError(f"{path}: no 'Begin Simulation Statistics' marker; not a gem5 stats.txt file")
+    begins, ends, messages, truncated = _pair_markers(markers, bad)
+    notes: list[str] = []
+    dump, inside = _dump_sorted(lines, n_reg, begins, ends)
+    for lo, hi in ((0, n_reg), (n_reg, n_reg + n_pct)):
+        outside = np.flatnonzero(~inside[lo:hi])
+        if outside.size:
+            bad.extend(
+                (int(x), "stat line outside a Begin/End Simulation Statistics block")
+                for x in lines[lo:hi][outside[:1000]]
+            )
+    side_parts = None
+    if side_rows is not None:
+        s_lines = side_rows.get_column("line").to_numpy()
+        s_dump, s_inside = _dump_of(s_lines, begins, ends)
+        if (~s_inside).any():
+            bad.extend(
+                (int(x), "stat line outside a Begin/End Simulation Statistics block")
+                for x in s_lines[~s_inside][:1000]
+            )
+        side_parts = (s_lines, s_dump, s_inside)
+    if truncated and not ends_nl and last_line > 0:
+        notes.append(f"line {last_line}: dropped (the file ends mid-line inside the truncated last block)")
+        bad[:] = [(line, why) for line, why in bad if line != last_line]
+    if bad:
+        bad.sort()
+        if strict:
+            line, why = bad[0]
+            more = f" (and {len(bad) - 1} more bad lines; lenient mode skips them)" if len(bad) > 1 else ""
+            raise _bad(path, line, why + more)
+    bad_lines = np.asarray(sorted({line for line, _ in bad}), dtype=np.int64)
+
+    keep = inside
+    if truncated and not ends_nl:
+        keep &= lines != last_line
+    if bad_lines.size:
+        keep &= ~np.isin(lines, bad_lines)
+    if not keep.all():
+        idx = np.flatnonzero(keep)
+        n_reg_kept = int(np.searchsorted(idx, n_reg))
+        lines, stat, dump = lines[idx], stat[idx], dump[idx]
+    else:
+        idx = None
+        n_reg_kept = n_reg
+
+    def column(reg: list[np.ndarray] | None, pct_part: np.ndarray) -> np.ndarray:
+        if reg is None:  # pdf/cdf: nothing in the value-only rows
+            full = np.zeros(n_reg + n_pct, pct_part.dtype)
+            full[n_reg:] = pct_part
+        else:
+            full = np.concatenate([*reg, pct_part])
+        return full if idx is None else full[idx]
+
+    value = column(found.reg_val, pct["value"])
+    vint = column(found.reg_int, pct["int"])
+    vint_ok = column(found.reg_ok, pct["int_ok"])
+    pdf = column(None, pct["pdf"])
+    pdf_ok = column(None, pct["pdf_ok"])
+    cdf = column(None, pct["cdf"])
+    cdf_ok = column(None, pct["cdf_ok"])
+    del n_reg_kept
+
+    good = [info if info is not None else ("", "", None, None) for info in infos]
+    stat_idx = pl.Series("i", stat, dtype=pl.Int32)
+
+    def per_stat(values: list, dtype: pl.DataType) -> pl.Series:
+        return pl.Series(values, dtype=pl.String).cast(dtype).gather(stat_idx)
+
+    data = {
+        "line": pl.Series(lines, dtype=pl.UInt32),
+        "name": per_stat([g[0] for g in good], pl.Categorical()),
+        "key": per_stat([g[1] for g in good], pl.Categorical()),
+        "value": pl.Series(value, dtype=pl.Float64),
+        "value_int": pl.from_arrow(pa.array(vint, type=pa.int64(), mask=~vint_ok)),
+        "unit": per_stat([g[2] for g in good], pl.Categorical()),
+        "pdf_pct": pl.from_arrow(pa.array(pdf, type=pa.float64(), mask=~pdf_ok)),
+        "cdf_pct": pl.from_arrow(pa.array(cdf, type=pa.float64(), mask=~cdf_ok)),
+    }
+    if description:
+        data["description"] = per_stat([g[3] for g in good], pl.String())
+    data["bucket"] = pl.repeat(None, len(lines), dtype=pl.Int32, eager=True)
+    data["dump"] = pl.Series(dump, dtype=pl.UInt32)
+    frames = [pl.DataFrame([s.alias(k) for k, s in data.items()])]
+    if side_parts is not None:
+        s_lines, s_dump, s_keep = side_parts
+        if truncated and not ends_nl:
+            s_keep &= s_lines != last_line
+        if bad_lines.size:
+            s_keep &= ~np.isin(s_lines, bad_lines)
+        columns = [pl.col(c).cast(t) for c, t in schema.items()] + ["dump"]
+        side_frame = (
+            side_rows.lazy()
+            .with_columns(dump=pl.Series("dump", s_dump, dtype=pl.UInt32))
+            .filter(pl.Series(s_keep))
+            .select(columns)
+            .collect()
+        )
+        # Only the bucket_size/min_bucket/max_bucket rows can name buckets: pick them by stat id.
+        sizes = [i for i, g in enumerate(good) if g[1] in ("bucket_size", "min_bucket", "max_bucket")]
+        plain = frames[0].filter(pl.Series(np.isin(stat, np.asarray(sizes, np.int32))))
+        frames.append(_name_buckets(side_frame, [plain]))
+    main = pl.concat(frames) if len(frames) > 1 else frames[0]
+    if truncated:
+        notes.append(f"dump {len(begins) - 1} has no End marker (truncated file); kept its complete lines")
+    return StatsDumps(
+        frame=_final_columns(main, tuple(messages)),
+        path=path,
+        messages=tuple(messages),
+        truncated=truncated,
+        skipped_lines=len(bad_lines),
+        notes=tuple(notes),
+    )
+
+
 def _rows_frame(extra_rows: list[tuple[int, int | None, sl.StatRow]], description: bool) -> pl.DataFrame:
     data: dict[str, list] = {
         "line": [line for line, _, _ in extra_rows],
@@ -541,6 +808,18 @@ def _dump_of(lines: np.ndarray, begins: list[int], ends: list[int]) -> tuple[np.
     clipped = np.maximum(dump, 0)
     inside = (dump >= 0) & (lines < np.asarray(ends, dtype=np.int64)[clipped])
     return clipped, inside
+
+
+def _dump_sorted(
+    lines: np.ndarray, n_first: int, begins: list[int], ends: list[int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """``_dump_of`` for two runs of sorted lines (``[:n_first]``, ``[n_first:]``), natively."""
+    from stats_parsers import scan as scan_mod
+
+    dump = np.empty(len(lines), np.uint32)
+    inside = np.empty(len(lines), np.bool_)
+    scan_mod.dumps(lines, n_first, np.asarray(begins, np.int64), np.asarray(ends, np.int64), dump, inside)
+    return dump, inside
 
 
 def _finish(

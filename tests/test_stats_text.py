@@ -283,3 +283,136 @@ def test_chunked_scan_matches_single_chunk(fixtures_dir: Path, tmp_path: Path, m
     bad, line = _broken_variant(fixtures_dir, tmp_path, "not a stat")
     with pytest.raises(InputError, match=rf":{line}: "):
         parse_stats_text(bad)
+
+
+# --- the native (numba) scanner against the polars path -------------------------------------
+
+
+def _outcome(text_mod, monkeypatch, path: Path, native: bool, **kwargs):
+    """What a parse gives (table, metadata) or the error it raises, by one path or the other."""
+    monkeypatch.setattr(text_mod, "_NATIVE", native)
+    monkeypatch.setattr(text_mod, "_NATIVE_MIN_BYTES", 0)
+    try:
+        parsed = text_mod.parse_stats_text(path, **kwargs)
+    except InputError as exc:
+        return "error", str(exc)
+    return parsed.frame, (parsed.messages, parsed.truncated, parsed.skipped_lines, parsed.notes)
+
+
+@pytest.fixture
+def text_mod(monkeypatch):
+    pytest.importorskip("numba")
+    import stats_parsers.scan as scan_mod
+    import stats_parsers.stats_text as module
+
+    calls = []
+    real = scan_mod.scan_file
+    monkeypatch.setattr(scan_mod, "scan_file", lambda *a: calls.append(1) or real(*a))
+    module.native_calls = calls
+    return module
+
+
+@pytest.mark.parametrize("description", [False, True])
+@pytest.mark.parametrize("rel", STATS)
+def test_native_scan_equals_polars_path_on_every_fixture(
+    fixtures_dir: Path, rel: str, description: bool, text_mod, monkeypatch
+) -> None:
+    path = fixtures_dir / rel
+    native = _outcome(text_mod, monkeypatch, path, True, description=description)
+    assert text_mod.native_calls, "the native scanner was not used"
+    polars = _outcome(text_mod, monkeypatch, path, False, description=description)
+    assert native[1] == polars[1]
+    assert native[0].schema == polars[0].schema
+    assert native[0].equals(polars[0])  # same rows in the same order, bit for bit
+
+
+_ODD_LINES = [
+    "system.a.plus +5 # plus sign",
+    "system.a.dot 1. # trailing dot",
+    "system.a.lead .5",
+    "system.a.exp 1E5 # capital E",
+    "system.a.tab\t5",
+    "system.a.tab2 5\t# tab before desc",
+    "system.a.neg --5",
+    "system.a.big 123456789012345678901234 # beyond int64",
+    "system.a.max 9223372036854775807",
+    "system.a.over 9223372036854775808",
+    "system.a.min -9223372036854775808",
+    "system.a.under -9223372036854775809",
+    "system.a.zeros 0000000000000000000000012",
+    "system.a.negzero -0 # (Count)",
+    "system.a.far " + " " * 120 + "7 # value past the window",
+    "system.a.dist::1 3 nan% inf% # odd percentages",
+    "system.a.dist::2 3 50.0% # one percentage",
+    "system.a.dist::3 3 25% 75% (Count)",
+    "system.a.unit 4 (Count)",
+    "system.a.paren 4 (not a unit) trailing",
+    "system.a.micro 5 # time in µs (Second)",
+    "system.a.hex 0x10",
+    "system.a.nan -nan",
+    "system.a.inf -inf (Tick)",
+    "  system.a.indented 1",
+    "system.a.cr 5 # carriage return\r",
+    "system.a.one |1 50.00% 50.00% |1 50.00% 100.00% # one-line (Count)",
+]
+
+
+@pytest.mark.parametrize("strict", [True, False])
+@pytest.mark.parametrize("odd", _ODD_LINES)
+def test_native_scan_equals_polars_path_on_odd_lines(
+    fixtures_dir: Path, tmp_path: Path, odd: str, strict: bool, text_mod, monkeypatch
+) -> None:
+    path, _ = _broken_variant(fixtures_dir, tmp_path, odd)
+    native = _outcome(text_mod, monkeypatch, path, True, strict=strict, description=True)
+    polars = _outcome(text_mod, monkeypatch, path, False, strict=strict, description=True)
+    assert native[1] == polars[1]
+    if not isinstance(native[0], str):
+        # Lines the native grammar leaves to the slower passes may move to the pdf/cdf section.
+        assert _canon(native[0]).equals(_canon(polars[0]))
+
+
+@pytest.mark.parametrize("variant", ["crlf", "no_final_newline", "cut_mid_line", "blank_lines", "bad_utf8"])
+def test_native_scan_equals_polars_path_on_file_variants(
+    fixtures_dir: Path, tmp_path: Path, variant: str, text_mod, monkeypatch
+) -> None:
+    data = (fixtures_dir / STATS[3]).read_bytes()
+    if variant == "crlf":
+        data = data.replace(b"\n", b"\r\n")
+    elif variant == "no_final_newline":
+        data = data.rstrip(b"\n")
+    elif variant == "cut_mid_line":
+        data = data[: data.rindex(b"End Simulation") - 5000]
+        data = data[: data.rindex(b"\n") + 20]
+    elif variant == "blank_lines":
+        data = data.replace(b"\n", b"\n\n   \n")
+    else:
+        data = data.replace(b"simTicks", b"sim\xffTicks", 1)
+    path = _write(tmp_path, data)
+    for strict in (True, False):
+        native = _outcome(text_mod, monkeypatch, path, True, strict=strict)
+        polars = _outcome(text_mod, monkeypatch, path, False, strict=strict)
+        assert native[1] == polars[1]
+        if not isinstance(native[0], str):
+            assert native[0].equals(polars[0])
+
+
+def test_native_scan_small_chunks_and_threads_match(fixtures_dir: Path, text_mod, monkeypatch) -> None:
+    """Many chunks scanned two at a time: stat ids, line numbers and first lines stay file-wide."""
+    import stats_parsers.scan as scan_mod
+
+    path = fixtures_dir / STATS[1]
+    whole = _outcome(text_mod, monkeypatch, path, False, description=True)
+    monkeypatch.setattr(text_mod, "_NATIVE_CHUNK_BYTES", 50_000)
+    monkeypatch.setattr(scan_mod, "_FIRST_CAPACITY", 16)  # forces the table to grow mid-file
+    chunked = _outcome(text_mod, monkeypatch, path, True, description=True)
+    assert chunked[1] == whole[1] and chunked[0].equals(whole[0])
+
+
+def test_without_numba_the_polars_path_is_used(fixtures_dir: Path, text_mod, monkeypatch) -> None:
+    import stats_parsers.scan as scan_mod
+
+    monkeypatch.setattr(scan_mod, "HAVE_NUMBA", False)
+    path = fixtures_dir / STATS[2]
+    fallback = _outcome(text_mod, monkeypatch, path, True)
+    assert not text_mod.native_calls
+    assert fallback[0].equals(_outcome(text_mod, monkeypatch, path, False)[0])

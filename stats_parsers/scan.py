@@ -1,0 +1,799 @@
+"""One-pass native scanner for gem5 ``stats.txt`` chunks (numba), used by ``stats_text``.
+
+Why: polars string kernels cost about as much CPU per line as a plain Python split loop, so a
+columnar split cannot beat the naive parser by much. One compiled pass over the bytes finds,
+per line, the stat name, the value token and (for distributions) the pdf/cdf tokens, maps the
+name to a stat id through a prediction (gem5 prints stats in the same order every dump) backed
+by a hash table, and converts integer values exactly. Non-integer numbers are *not* parsed
+here: their tokens are gathered and cast by Arrow (correctly rounded, bit-identical to
+Python's ``float``). Every line the strict grammar below does not accept is handed back as
+"irregular" for the existing slower passes, so the native pass only ever narrows their work.
+
+Accepted lines (the same rule as the polars fast path, ``stats_text._scan_chunk``)::
+
+    name SP+ value [SP+ pdf% SP+ cdf%] SP* ( end | '#' ... | '(' ... )
+
+with the terminator inside the 96-byte window after the name. ``value`` is ``-?`` then
+``nan``/``inf`` or ``digits[.digits][e[+-]digits]``.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+try:  # numba is a declared dependency; without it stats_text uses its polars path.
+    import numba
+    from numba.cpython.unsafe.numbers import trailing_zeros
+
+    HAVE_NUMBA = True
+except ImportError:  # pragma: no cover - exercised only where numba cannot be installed
+    numba = None
+    HAVE_NUMBA = False
+
+#: Must equal ``stats_text._WINDOW``: bytes after the name where the terminator must lie.
+WINDOW = 96
+#: Distinct stat names the table holds before the scan asks for a fallback (gem5 runs have
+#: tens of thousands at most).
+MAX_STATS = 1 << 22
+#: Distinct names a chunk's table starts with; a chunk with more is scanned again with more.
+_FIRST_CAPACITY = 1 << 15
+#: Chunks scanned at once (the GIL is released inside the scan and the Arrow cast).
+THREADS = min(2, os.cpu_count() or 1)
+
+# Result codes in ``counts``.
+N_REG, N_PCT, N_IRR, N_FLT, FLT_BYTES, STATUS = range(6)
+KIND_REG, KIND_PCT_VALUE, KIND_PDF, KIND_CDF = range(4)
+
+
+def _jit(func):
+    """njit with an on-disk cache when some cache directory is writable, else without."""
+    try:
+        return numba.njit(cache=True, nogil=True)(func)
+    except RuntimeError:  # no cache locator (read-only install, no home): compile per process
+        return numba.njit(cache=False, nogil=True)(func)
+
+
+def _token_kind(data, s, e):
+    """0: not a number for us; 1: integer; 2: other number (nan/inf/decimal/exponent)."""
+    i = s
+    if i < e and data[i] == 45:  # '-'
+        i += 1
+    if i >= e:
+        return 0
+    n = e - i
+    if n == 3:
+        c0, c1, c2 = data[i], data[i + 1], data[i + 2]
+        if (c0 == 110 and c1 == 97 and c2 == 110) or (c0 == 105 and c1 == 110 and c2 == 102):
+            return 2  # nan / inf
+    digits = 0
+    while i < e and 48 <= data[i] <= 57:
+        i += 1
+        digits += 1
+    if digits == 0:
+        return 0
+    if i == e:
+        return 1
+    kind = 2
+    if data[i] == 46:  # '.'
+        i += 1
+        frac = 0
+        while i < e and 48 <= data[i] <= 57:
+            i += 1
+            frac += 1
+        if frac == 0:
+            return 0
+    if i < e and (data[i] == 101 or data[i] == 69):  # e / E
+        i += 1
+        if i < e and (data[i] == 43 or data[i] == 45):
+            i += 1
+        exp = 0
+        while i < e and 48 <= data[i] <= 57:
+            i += 1
+            exp += 1
+        if exp == 0:
+            return 0
+    if i != e:
+        return 0
+    return kind
+
+
+def _parse_int(data, s, e, out_val, out_int, out_ok, row):
+    """Exact int64 of an integer token; False when it does not fit (then Arrow casts it)."""
+    neg = data[s] == 45
+    i = s + 1 if neg else s
+    while i < e - 1 and data[i] == 48:  # leading zeros do not count towards overflow
+        i += 1
+    if e - i > 19:
+        return False
+    mag = np.uint64(0)
+    while i < e:
+        mag = mag * np.uint64(10) + np.uint64(data[i] - 48)
+        i += 1
+    if neg:
+        if mag > np.uint64(9223372036854775808):
+            return False
+        if mag == np.uint64(9223372036854775808):
+            out_int[row] = np.int64(-9223372036854775807) - np.int64(1)
+        else:
+            out_int[row] = -np.int64(mag)
+        out_val[row] = -float(mag)
+    else:
+        if mag > np.uint64(9223372036854775807):
+            return False
+        out_int[row] = np.int64(mag)
+        out_val[row] = float(mag)
+    out_ok[row] = True
+    return True
+
+
+def _load(u64, i):
+    """Bytes ``i..i+7`` as one little-endian word (buffers carry 16 zero bytes of padding)."""
+    a = i >> 3
+    off = np.uint64((i & 7) * 8)
+    # Two shifts (63 - off, then 1) so that off == 0 needs no branch (a shift by 64 is undefined).
+    return (u64[a] >> off) | ((u64[a + 1] << (np.uint64(63) - off)) << np.uint64(1))
+
+
+def _find(u64, i, end, pattern):
+    """First index in ``[i, end)`` holding the byte repeated in ``pattern``, else ``end``;
+    eight bytes a step (has-zero-byte trick: the lowest flagged byte is always exact)."""
+    while i < end:
+        w = _load(u64, i) ^ pattern
+        t = (w - np.uint64(0x0101010101010101)) & ~w & np.uint64(0x8080808080808080)
+        if t != 0:
+            j = i + (np.int64(trailing_zeros(t)) >> 3)
+            return j if j < end else end
+        i += 8
+    return end
+
+
+def _token_end(u64, i, ce):
+    return _find(u64, i, ce, np.uint64(0x2020202020202020))
+
+
+def _skip_spaces(u64, i, ce):
+    """First index in ``[i, ce)`` that is not a space, else ``ce``; eight bytes a step."""
+    while i < ce:
+        t = _load(u64, i) ^ np.uint64(0x2020202020202020)
+        if t != 0:
+            j = i + (np.int64(trailing_zeros(t)) >> 3)
+            return j if j < ce else ce
+        i += 8
+    return ce
+
+
+def _ends_ok(data, j, ce, limit):
+    """True when position ``j`` (after spaces) is a valid terminator inside the window."""
+    if j == ce:
+        return ce <= limit
+    c = data[j]
+    return (c == 35 or c == 40) and j < limit  # '#' or '('
+
+
+def _same(u64, a, nb, w, n):
+    """``n`` bytes at ``a`` equal the name stored from word ``w`` of ``nb``."""
+    k = 0
+    while k + 8 <= n:
+        if _load(u64, a + k) != nb[w]:
+            return False
+        k += 8
+        w += 1
+    if k < n:
+        mask = (np.uint64(1) << np.uint64(8 * (n - k))) - np.uint64(1)
+        if (_load(u64, a + k) & mask) != nb[w]:
+            return False
+    return True
+
+
+def _name_id(u64, ls, p1, prev, name_pos, name_len, name_word, nb, next_pred, slots, counts, stat_state):
+    """Chunk-local stat id of ``data[ls:p1]``: first the stat that followed ``prev`` last time
+    (gem5 prints stats in the same order every dump), else the hash table. Names are compared
+    with a compact copy (``nb``, word aligned): the first occurrence in the chunk would be a
+    cache miss on every line."""
+    n = p1 - ls
+    if prev >= 0:
+        cand = next_pred[prev]
+        if cand >= 0 and name_len[cand] == n and _same(u64, ls, nb, name_word[cand], n):
+            return cand
+    h = np.uint64(n)
+    k = 0
+    while k + 8 <= n:
+        h = (h ^ _load(u64, ls + k)) * np.uint64(0x9E3779B97F4A7C15)
+        h ^= h >> np.uint64(29)
+        k += 8
+    if k < n:
+        mask = (np.uint64(1) << np.uint64(8 * (n - k))) - np.uint64(1)
+        h = (h ^ (_load(u64, ls + k) & mask)) * np.uint64(0x9E3779B97F4A7C15)
+        h ^= h >> np.uint64(29)
+    smask = np.uint64(slots.shape[0] - 1)
+    slot = h & smask
+    while True:
+        sid = slots[slot]
+        if sid < 0:
+            break
+        if name_len[sid] == n and _same(u64, ls, nb, name_word[sid], n):
+            if prev >= 0:
+                next_pred[prev] = sid
+            return sid
+        slot = (slot + np.uint64(1)) & smask
+    nstats = stat_state[0]
+    w = stat_state[1]
+    words = (n + 7) // 8
+    if nstats >= name_pos.shape[0] or 2 * (nstats + 1) >= slots.shape[0] or w + words > nb.shape[0]:
+        counts[STATUS] = 1  # table full: the caller retries with a bigger one
+        return -1
+    name_word[nstats] = w
+    k = 0
+    while k + 8 <= n:
+        nb[w] = _load(u64, ls + k)
+        k += 8
+        w += 1
+    if k < n:
+        mask = (np.uint64(1) << np.uint64(8 * (n - k))) - np.uint64(1)
+        nb[w] = _load(u64, ls + k) & mask
+        w += 1
+    stat_state[1] = w
+    name_pos[nstats] = ls
+    name_len[nstats] = n
+    slots[slot] = nstats
+    stat_state[0] = nstats + 1
+    if prev >= 0:
+        next_pred[prev] = nstats
+    return nstats
+
+
+def _survey(data, size):
+    """(newlines, NUL or 0x1f bytes, any byte >= 0x80): sizes the outputs, spots binary data."""
+    nl = 0
+    ctrl = 0
+    acc = 0
+    for i in range(size):
+        b = data[i]
+        nl += b == 10
+        ctrl += (b == 0) | (b == 31)
+        acc |= b
+    return nl, ctrl, (acc & 128) != 0
+
+
+def _scan(
+    data,
+    u64,
+    size,
+    reg_line,
+    reg_stat,
+    reg_val,
+    reg_int,
+    reg_ok,
+    pct_line,
+    pct_stat,
+    pct_val,
+    pct_int,
+    pct_ok,
+    pct_pdf,
+    pct_cdf,
+    irr_line,
+    irr_start,
+    irr_end,
+    flt_buf,
+    flt_off,
+    flt_kind,
+    flt_row,
+    name_pos,
+    name_len,
+    name_word,
+    nb,
+    first_end,
+    first_lno,
+    next_pred,
+    slots,
+    stat_state,
+    counts,
+):
+    """Lines numbered from 0 within the chunk; see the module doc for what is accepted."""
+    newline = np.uint64(0x0A0A0A0A0A0A0A0A)
+    space = np.uint64(0x2020202020202020)
+    ls = 0
+    line = 0
+    prev = -1
+    n_reg = 0
+    n_pct = 0
+    n_irr = 0
+    n_flt = 0
+    fb = 0
+    flt_off[0] = 0
+    while ls < size:
+        le = _find(u64, ls, size, newline)
+        p1 = _find(u64, ls, le, space)
+        ce = le
+        if ce > ls and data[ce - 1] == 13:
+            ce -= 1
+        if p1 > ce:
+            p1 = ce
+        if ce > ls:
+            ok = False
+            if p1 > ls and p1 < ce:
+                limit = p1 + WINDOW
+                vs = _skip_spaces(u64, p1, ce)
+                ve = _token_end(u64, vs, ce)
+                kind = _token_kind(data, vs, ve)
+                if kind != 0:
+                    j = _skip_spaces(u64, ve, ce)
+                    pct = False
+                    ps = pe = cs = cend = 0
+                    if _ends_ok(data, j, ce, limit):
+                        ok = True
+                    elif j < ce:
+                        ps = j
+                        pe = _token_end(u64, ps, ce)
+                        if pe - ps > 1 and data[pe - 1] == 37 and _token_kind(data, ps, pe - 1) != 0:
+                            cs = _skip_spaces(u64, pe, ce)
+                            cend = _token_end(u64, cs, ce)
+                            if (
+                                cend - cs > 1
+                                and data[cend - 1] == 37
+                                and _token_kind(data, cs, cend - 1) != 0
+                            ):
+                                j = _skip_spaces(u64, cend, ce)
+                                if _ends_ok(data, j, ce, limit):
+                                    ok = True
+                                    pct = True
+                    if ok:
+                        nstats = stat_state[0]
+                        sid = _name_id(
+                            u64,
+                            ls,
+                            p1,
+                            prev,
+                            name_pos,
+                            name_len,
+                            name_word,
+                            nb,
+                            next_pred,
+                            slots,
+                            counts,
+                            stat_state,
+                        )
+                        if sid < 0:
+                            return
+                        if sid == nstats:
+                            first_end[sid] = ce
+                            first_lno[sid] = line
+                        prev = sid
+                        if pct:
+                            row = n_pct
+                            n_pct += 1
+                            pct_line[row] = line
+                            pct_stat[row] = sid
+                            pct_ok[row] = False
+                            vk = KIND_PCT_VALUE
+                            val_arr = pct_val
+                            int_arr = pct_int
+                            ok_arr = pct_ok
+                        else:
+                            row = n_reg
+                            n_reg += 1
+                            reg_line[row] = line
+                            reg_stat[row] = sid
+                            reg_ok[row] = False
+                            vk = KIND_REG
+                            val_arr = reg_val
+                            int_arr = reg_int
+                            ok_arr = reg_ok
+                        if not (kind == 1 and _parse_int(data, vs, ve, val_arr, int_arr, ok_arr, row)):
+                            for k in range(vs, ve):
+                                flt_buf[fb] = data[k]
+                                fb += 1
+                            flt_kind[n_flt] = vk
+                            flt_row[n_flt] = row
+                            n_flt += 1
+                            flt_off[n_flt] = fb
+                        if pct:
+                            for k in range(ps, pe - 1):
+                                flt_buf[fb] = data[k]
+                                fb += 1
+                            flt_kind[n_flt] = KIND_PDF
+                            flt_row[n_flt] = row
+                            n_flt += 1
+                            flt_off[n_flt] = fb
+                            for k in range(cs, cend - 1):
+                                flt_buf[fb] = data[k]
+                                fb += 1
+                            flt_kind[n_flt] = KIND_CDF
+                            flt_row[n_flt] = row
+                            n_flt += 1
+                            flt_off[n_flt] = fb
+            if not ok:
+                irr_line[n_irr] = line
+                irr_start[n_irr] = ls
+                irr_end[n_irr] = ce
+                n_irr += 1
+                prev = -1
+        ls = le + 1
+        line += 1
+    counts[N_REG] = n_reg
+    counts[N_PCT] = n_pct
+    counts[N_IRR] = n_irr
+    counts[N_FLT] = n_flt
+    counts[FLT_BYTES] = fb
+
+
+def _scatter(values, kinds, rows, reg_val, pct_val, pct_pdf, pct_cdf):
+    """Put Arrow-cast numbers back in their rows; every NaN becomes the one canonical NaN."""
+    for i in range(values.shape[0]):
+        v = values[i]
+        if v != v:
+            v = np.nan
+        k = kinds[i]
+        r = rows[i]
+        if k == 0:
+            reg_val[r] = v
+        elif k == 1:
+            pct_val[r] = v
+        elif k == 2:
+            pct_pdf[r] = v
+        else:
+            pct_cdf[r] = v
+
+
+def _dumps(lines, n_first, begins, ends, dump, inside):
+    """Dump index (by Begin line) and inside-the-block flag for two sorted runs of rows,
+    one merge each: no temporaries (fresh memory is what costs most here)."""
+    nb = begins.shape[0]
+    lo = 0
+    for hi in (n_first, lines.shape[0]):
+        b = 0
+        for i in range(lo, hi):
+            ln = lines[i]
+            while b < nb and begins[b] <= ln:
+                b += 1
+            d = b - 1
+            if d < 0:
+                dump[i] = 0
+                inside[i] = False
+            else:
+                dump[i] = d
+                inside[i] = ln < ends[d]
+        lo = hi
+
+
+if HAVE_NUMBA:
+    dumps = _jit(_dumps)
+    _token_kind = _jit(_token_kind)
+    _parse_int = _jit(_parse_int)
+    _load = _jit(_load)
+    _find = _jit(_find)
+    _same = _jit(_same)
+    _token_end = _jit(_token_end)
+    _skip_spaces = _jit(_skip_spaces)
+    _ends_ok = _jit(_ends_ok)
+    _name_id = _jit(_name_id)
+    survey = _jit(_survey)
+    scan = _jit(_scan)
+    scatter = _jit(_scatter)
+
+
+class Unsupported(Exception):
+    """The native scan cannot take this file (binary bytes, bad UTF-8, huge name table)."""
+
+
+@dataclass
+class ScanResult:
+    """Rows of the accepted lines (``reg_*``: value only, one array per chunk, joined once when
+    the table is built; ``pct_*``: with pdf/cdf), the other lines' text, and the stat table:
+    names by id, first line number and text of each."""
+
+    reg_line: list[np.ndarray]
+    reg_stat: list[np.ndarray]
+    reg_val: list[np.ndarray]
+    reg_int: list[np.ndarray]
+    reg_ok: list[np.ndarray]
+    pct_line: np.ndarray
+    pct_stat: np.ndarray
+    pct_val: np.ndarray
+    pct_int: np.ndarray
+    pct_ok: np.ndarray
+    pct_pdf: np.ndarray
+    pct_cdf: np.ndarray
+    irregular_lines: list[int]
+    irregular_text: list[str]
+    stat_names: list[str]
+    first_line: list[int]
+    first_text: list[str]
+    last_line: int
+
+
+_ROW_FIELDS = {
+    "reg_line": np.uint32,
+    "reg_stat": np.int32,
+    "reg_val": np.float64,
+    "reg_int": np.int64,
+    "reg_ok": np.bool_,
+    "pct_line": np.uint32,
+    "pct_stat": np.int32,
+    "pct_val": np.float64,
+    "pct_int": np.int64,
+    "pct_ok": np.bool_,
+    "pct_pdf": np.float64,
+    "pct_cdf": np.float64,
+}
+_PAD = 16
+
+
+@dataclass
+class _Chunk:
+    """One chunk's rows (lines local to the chunk, stat ids local to its thread's table) and
+    the names that chunk added to the table (ids from ``first_id``)."""
+
+    rows: dict[str, np.ndarray]
+    newlines: int
+    irregular: list[tuple[int, str]]
+    table: int
+    first_id: int
+    names: list[str]
+    first_line: np.ndarray
+    first_text: list[str]
+
+
+class _Table:
+    """A thread's stat-name table, kept across its chunks so each name is decoded and merged
+    once per thread, not once per chunk."""
+
+    _keys = iter(range(1 << 62))
+
+    def __init__(self, capacity: int) -> None:
+        self.key = next(self._keys)
+        self.capacity = capacity
+        self.name_pos = np.empty(capacity, np.int64)
+        self.name_len = np.empty(capacity, np.int64)
+        self.name_word = np.empty(capacity, np.int64)
+        self.nb = np.empty(16 * capacity, np.uint64)
+        self.first_end = np.empty(capacity, np.int64)
+        self.first_lno = np.empty(capacity, np.int64)
+        self.next_pred = np.full(capacity, -1, np.int32)
+        self.slots = np.full(4 * capacity, -1, np.int32)
+        self.state = np.zeros(2, np.int64)
+
+
+def _chunks(path: Path, chunk_bytes: int, free: list[np.ndarray] | None = None):
+    """(buffer, size) of whole lines, ``chunk_bytes`` or so each, zero padded for word loads;
+    the cut line's head moves to the next buffer, so the text is read once, never joined.
+    Buffers the caller puts back in ``free`` are reused (no fresh pages to fault in)."""
+    carry = b""
+    with path.open("rb") as handle:
+        while True:
+            need = len(carry) + chunk_bytes + _PAD
+            buf = free.pop() if free else None
+            if buf is None or buf.shape[0] < need:
+                buf = np.empty(need, np.uint8)
+            buf[: len(carry)] = np.frombuffer(carry, np.uint8)
+            got = handle.readinto(memoryview(buf)[len(carry) : len(carry) + chunk_bytes])
+            size = len(carry) + got
+            if size == 0:
+                return
+            if got == chunk_bytes:
+                cut = _last_newline(buf, size)
+                if cut <= 0:  # one line longer than a chunk: take it whole
+                    rest = handle.readline()
+                    buf = np.concatenate(
+                        [buf[:size], np.frombuffer(rest, np.uint8), np.zeros(_PAD, np.uint8)]
+                    )
+                    size += len(rest)
+                    carry = b""
+                else:
+                    carry = bytes(buf[cut:size])
+                    size = cut
+            else:
+                carry = b""
+            buf[size : size + _PAD] = 0
+            yield buf, size
+            if got < chunk_bytes:
+                return
+
+
+def _last_newline(buf: np.ndarray, size: int) -> int:
+    """Offset after the last newline in ``buf[:size]``, or 0."""
+    step = 1 << 16
+    end = size
+    while end > 0:
+        start = max(0, end - step)
+        hits = np.flatnonzero(buf[start:end] == 10)
+        if hits.size:
+            return start + int(hits[-1]) + 1
+        end = start
+    return 0
+
+
+_local = threading.local()
+
+
+def _workspace(n: int, size: int) -> dict[str, np.ndarray]:
+    """This thread's scratch arrays, reused across chunks: fresh pages cost a fault each, which
+    in a VM was a third of the scan."""
+    space = getattr(_local, "space", None)
+    if space is None or space["irr_line"].shape[0] < n or space["flt_buf"].shape[0] < size:
+        n, size = int(n * 1.25) + 1024, int(size * 1.25) + 1024
+        space = {k: np.empty(n, t) for k, t in _ROW_FIELDS.items()}
+        space.update(
+            irr_line=np.empty(n, np.int64),
+            irr_start=np.empty(n, np.int64),
+            irr_end=np.empty(n, np.int64),
+            flt_buf=np.empty(size, np.uint8),
+            flt_off=np.empty(3 * n + 1, np.int32),
+            flt_kind=np.empty(3 * n, np.int8),
+            flt_row=np.empty(3 * n, np.int32),
+        )
+        _local.space = space
+    return space
+
+
+def _scan_chunk(buf: np.ndarray, size: int) -> _Chunk:
+    newlines, ctrl, high = survey(buf, size)
+    if ctrl:
+        raise Unsupported("NUL or separator bytes")
+    text = memoryview(buf)[:size]
+    if high:
+        try:
+            str(text, "utf-8")
+        except UnicodeDecodeError:
+            raise Unsupported("not UTF-8") from None
+    n = int(newlines) + 1
+    space = _workspace(n, size)
+    out = {k: space[k] for k in _ROW_FIELDS}
+    irr_line, irr_start, irr_end = space["irr_line"], space["irr_start"], space["irr_end"]
+    flt_buf, flt_off, flt_kind, flt_row = (
+        space["flt_buf"],
+        space["flt_off"],
+        space["flt_kind"],
+        space["flt_row"],
+    )
+    u64 = buf[: (size + _PAD) // 8 * 8].view(np.uint64)
+    table = getattr(_local, "table", None) or _Table(_FIRST_CAPACITY)
+    while True:
+        before = int(table.state[0])
+        counts = np.zeros(6, np.int64)
+        scan(
+            buf, u64, size, *out.values(), irr_line, irr_start, irr_end, flt_buf, flt_off, flt_kind,
+            flt_row, table.name_pos, table.name_len, table.name_word, table.nb, table.first_end,
+            table.first_lno, table.next_pred, table.slots, table.state, counts,
+        )  # fmt: skip
+        if not counts[STATUS]:
+            break
+        if table.capacity >= MAX_STATS:
+            raise Unsupported("too many distinct stat names")
+        table = _Table(table.capacity * 8)  # a new table: every name in the chunk is new to it
+    _local.table = table
+    n_flt, n_bytes = int(counts[N_FLT]), int(counts[FLT_BYTES])
+    if n_flt:
+        tokens = pa.StringArray.from_buffers(
+            n_flt, pa.py_buffer(flt_off[: n_flt + 1]), pa.py_buffer(flt_buf[:n_bytes])
+        )
+        values = pc.cast(tokens, pa.float64()).to_numpy(zero_copy_only=False)
+        scatter(
+            values,
+            flt_kind[:n_flt],
+            flt_row[:n_flt],
+            out["reg_val"],
+            out["pct_val"],
+            out["pct_pdf"],
+            out["pct_cdf"],
+        )
+    n_reg, n_pct, n_irr = int(counts[N_REG]), int(counts[N_PCT]), int(counts[N_IRR])
+    rows = {k: v[: n_reg if k.startswith("reg") else n_pct].copy() for k, v in out.items()}
+    raw = buf.data
+    irregular = [
+        (line, str(raw[s:e], "utf-8"))
+        for line, s, e in zip(
+            irr_line[:n_irr].tolist(), irr_start[:n_irr].tolist(), irr_end[:n_irr].tolist(), strict=True
+        )
+    ]
+    after = int(table.state[0])
+    starts = table.name_pos[before:after].tolist()
+    names = [
+        str(raw[p : p + ln], "utf-8", "replace")
+        for p, ln in zip(starts, table.name_len[before:after].tolist(), strict=True)
+    ]
+    first_text = [
+        str(raw[p:e], "utf-8", "replace").rstrip("\r\n")
+        for p, e in zip(starts, table.first_end[before:after].tolist(), strict=True)
+    ]
+    return _Chunk(
+        rows,
+        int(newlines),
+        irregular,
+        table.key,
+        before,
+        names,
+        table.first_lno[before:after].copy(),
+        first_text,
+    )
+
+
+def scan_file(path: Path, chunk_bytes: int) -> ScanResult:
+    """Scan ``path`` chunk by chunk (``THREADS`` at once); raises ``Unsupported`` where the
+    polars path must take over. Stat ids and line numbers become file-wide as chunks merge."""
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in _ROW_FIELDS}
+    ids: dict[str, int] = {}
+    first_line: list[int] = []
+    first_text: list[str] = []
+    irr_lines: list[int] = []
+    irr_text: list[str] = []
+    line0 = 1
+    last_line = -1
+
+    to_global: dict[int, list[int]] = {}
+
+    def merge(chunk: _Chunk) -> None:
+        nonlocal line0, last_line
+        known = to_global.setdefault(chunk.table, [])
+        assert len(known) == chunk.first_id
+        lines = chunk.first_line.tolist()
+        for local, name in enumerate(chunk.names):
+            gid = ids.get(name)
+            if gid is None:
+                gid = ids[name] = len(ids)
+                first_line.append(lines[local] + line0)
+                first_text.append(chunk.first_text[local])
+            known.append(gid)
+        gids = np.asarray(known, np.int32)
+        rows = chunk.rows
+        for kind in ("reg", "pct"):
+            rows[f"{kind}_stat"] = gids[rows[f"{kind}_stat"]]
+            rows[f"{kind}_line"] += np.uint32(line0)
+            if len(rows[f"{kind}_line"]):
+                last_line = max(last_line, int(rows[f"{kind}_line"][-1]))
+        for key, column in rows.items():
+            parts[key].append(column)
+        for line, raw in chunk.irregular:
+            irr_lines.append(line + line0)
+            irr_text.append(raw)
+        if chunk.irregular:
+            last_line = max(last_line, irr_lines[-1])
+        line0 += chunk.newlines
+
+    free: list[np.ndarray] = []
+    with ThreadPoolExecutor(max_workers=THREADS) as pool:
+        pending = []
+        for buf, size in _chunks(path, chunk_bytes, free):
+            pending.append((pool.submit(_scan_chunk, buf, size), buf))
+            del buf
+            while len(pending) > THREADS:
+                future, done = pending.pop(0)
+                merge(future.result())
+                free.append(done)
+        for future, _ in pending:
+            merge(future.result())
+    pct = {
+        k: (np.concatenate(v) if v else np.empty(0, _ROW_FIELDS[k]))
+        for k, v in parts.items()
+        if k[:3] == "pct"
+    }
+    reg = {k: v for k, v in parts.items() if k[:3] == "reg"}
+    return ScanResult(
+        **reg,
+        **pct,
+        irregular_lines=irr_lines,
+        irregular_text=irr_text,
+        stat_names=list(ids),
+        first_line=first_line,
+        first_text=first_text,
+        last_line=last_line,
+    )
+
+
+def warm() -> None:
+    """Compile (or load from the cache) every native function on a tiny input."""
+    import tempfile
+
+    text = b"---------- Begin\na.b   1   # d (Count)\na.c 1.5 2.0% 3.0% # d\nbad\n"
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "stats.txt"
+        path.write_bytes(text)
+        scan_file(path, 1 << 20)
