@@ -498,6 +498,15 @@ def _assemble(
             hits = part.filter(pl.col("stat").cast(pl.String).is_in(sorted(bad_stats)))
             for line, stat in hits.select("line", pl.col("stat").cast(pl.String)).iter_rows():
                 bad.append((line, f"{why[stat]}: not a stats line"))
+    side_rows = _side_rows(one_rows, extra_rows, description, schema, bad)
+    last_line = max((int(f.get_column("line").max()) for f in (frame, irregular) if f.height), default=-1)
+    stat_frames = [frame, pct_rows]
+    del frame, pct_rows, irregular, rest, leftovers
+    return _finish(path, stat_frames, meta, side_rows, markers, bad, strict, ends_nl, schema, last_line)
+
+
+def _side_rows(one_rows, extra_rows, description: bool, schema: dict, bad: list) -> pl.DataFrame | None:
+    """One-line bucket rows and reference-parser rows in the table's schema; bad names join ``bad``."""
     side = [p for p in (one_rows, _rows_frame(extra_rows, description)) if p is not None and p.height]
     side = [
         p.select(
@@ -511,10 +520,7 @@ def _assemble(
     side_rows = pl.concat(side) if side else None
     if side_rows is not None:
         bad.extend(_bad_names(side_rows))
-    last_line = max((int(f.get_column("line").max()) for f in (frame, irregular) if f.height), default=-1)
-    stat_frames = [frame, pct_rows]
-    del frame, pct_rows, irregular, rest, leftovers
-    return _finish(path, stat_frames, meta, side_rows, markers, bad, strict, ends_nl, schema, last_line)
+    return side_rows
 
 
 def _assemble_native(
@@ -597,19 +603,7 @@ def _assemble_native(
             (int(lines[i]), f"{names[stat[i]][:60]!r} is not a stat name: not a stats line") for i in hit
         )
 
-    side = [p for p in (one_rows, _rows_frame(extra_rows, description)) if p is not None and p.height]
-    side = [
-        p.select(
-            [
-                pl.col(c).cast(t) if c in p.columns else pl.lit(None, dtype=t).alias(c)
-                for c, t in schema.items()
-            ]
-        )
-        for p in side
-    ]
-    side_rows = pl.concat(side) if side else None
-    if side_rows is not None:
-        bad.extend(_bad_names(side_rows))
+    side_rows = _side_rows(one_rows, extra_rows, description, schema, bad)
     last_line = found.last_line
 
     if not markers.begins:
