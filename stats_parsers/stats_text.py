@@ -37,6 +37,7 @@ a stat absent from a dump has no row; the wide helpers give NaN there unless tol
 
 from __future__ import annotations
 
+import functools
 import io
 import itertools
 import os
@@ -338,6 +339,7 @@ def _meta_lists(firsts: list[tuple[str, str]]):
     stats, names_, keys, units, descs = [], [], [], [], []
     bad: set[str] = set()
     why: dict[str, str] = {}
+    _split_unit.cache_clear()
     for stat, text in firsts:
         info = _stat_info(stat, text)
         if info is None:
@@ -354,18 +356,25 @@ def _meta_lists(firsts: list[tuple[str, str]]):
 
 def _stat_info(stat: str, text: str) -> tuple[str, str, str | None, str | None] | None:
     """(name, key, unit, description) of a stat from its first line; None for a bad name."""
-    if not sl._NAME_RE.match(stat):
+    if not _name_ok(stat):
         return None
-    name, key = sl.split_name(stat)
+    name, sep, key = stat.partition("::")
+    if not sep:
+        name = stat
     unit = desc = None
     _head, hash_, tail = text.partition(" # ")
     if hash_:
         desc = tail.strip()
         if desc.endswith(")"):  # split_unit's pattern ends in ")": skip the regex otherwise
-            desc, unit = sl.split_unit(desc)
+            desc, unit = _split_unit(desc)
     elif text.endswith(")"):
-        _, unit = sl.split_unit(text.rstrip())
+        _, unit = _split_unit(text.rstrip())
     return name, key, unit, desc
+
+
+# Per-core copies of a stat share one description: split each distinct one once.
+_split_unit = functools.lru_cache(maxsize=1 << 16)(sl.split_unit)
+_name_ok = sl._NAME_RE.match
 
 
 def _row_exprs(text: pl.Expr, p1: pl.Expr, tok: pl.Expr, description: bool) -> list[pl.Expr]:
@@ -416,7 +425,7 @@ def _oneline_pass(irregular: pl.DataFrame, description: bool) -> tuple[pl.DataFr
     text = pl.col("raw")
     hash_at = text.str.find(" # ", literal=True)
     head = pl.when(hash_at.is_not_null()).then(text.str.slice(0, hash_at)).otherwise(text)
-    one = irregular.filter(~text.str.starts_with("----------")).with_columns(head=head)
+    one = irregular.lazy().filter(~text.str.starts_with("----------")).with_columns(head=head)
     one = one.filter(pl.col("head").str.contains(" |", literal=True)).with_columns(
         cells=pl.col("head").str.split(" |")
     )
@@ -434,17 +443,21 @@ def _oneline_pass(irregular: pl.DataFrame, description: bool) -> tuple[pl.DataFr
     # A stand-in line "name <desc and unit>" lets the shared expressions find name and unit.
     fake_line = pl.concat_str([pl.col("full"), pl.lit(" "), text.str.slice(pl.col("head").str.len_chars())])
     pdf, cdf = _pct(pl.col("pdf_tok")), _pct(pl.col("cdf_tok"))
-    one_rows = one.with_columns(fake=fake_line).select(
-        "line",
-        "bucket",
-        *_row_exprs(pl.col("fake"), pl.col("full").str.len_bytes(), pl.col("tok"), description),
-        pl.when(pl.col("pdf_tok") != "").then(pdf).alias("pdf_pct"),
-        pl.when(pl.col("cdf_tok") != "").then(cdf).alias("cdf_pct"),
-        (
-            ((pl.col("pdf_tok") != "") & pdf.is_null())
-            | ((pl.col("cdf_tok") != "") & cdf.is_null())
-            | (pl.col("rest") != "")
-        ).alias("junk"),
+    one_rows = (
+        one.with_columns(fake=fake_line)
+        .select(
+            "line",
+            "bucket",
+            *_row_exprs(pl.col("fake"), pl.col("full").str.len_bytes(), pl.col("tok"), description),
+            pl.when(pl.col("pdf_tok") != "").then(pdf).alias("pdf_pct"),
+            pl.when(pl.col("cdf_tok") != "").then(cdf).alias("cdf_pct"),
+            (
+                ((pl.col("pdf_tok") != "") & pdf.is_null())
+                | ((pl.col("cdf_tok") != "") & cdf.is_null())
+                | (pl.col("rest") != "")
+            ).alias("junk"),
+        )
+        .collect()
     )
     bad_lines = one_rows.filter(
         pl.col("value").is_null() | (pl.col("key") != "") | pl.col("junk")
@@ -595,6 +608,7 @@ def _assemble_native(
     lines = np.concatenate([*found.reg_line, pct["line"]])
     stat = np.concatenate([*found.reg_stat, pct["stat"]])
 
+    _split_unit.cache_clear()  # per parse: a benchmark's repeat gets no head start
     infos = [_stat_info(name, text) for name, text in zip(names, first_text, strict=True)]
     bad_ids = [i for i, info in enumerate(infos) if info is None]
     if bad_ids:
@@ -674,21 +688,30 @@ def _assemble_native(
     good = [info if info is not None else ("", "", None, None) for info in infos]
     stat_idx = pl.Series("i", stat, dtype=pl.Int32)
 
-    def per_stat(values: list, dtype: pl.DataType) -> pl.Series:
-        return pl.Series(values, dtype=pl.String).cast(dtype).gather(stat_idx)
-
+    # Per-stat columns, one row per distinct stat, gathered to the rows in one select so polars
+    # runs the gathers side by side.
+    per_stat = {
+        "name": (0, pl.Categorical()),
+        "key": (1, pl.Categorical()),
+        "unit": (2, pl.Categorical()),
+    }
+    if description:
+        per_stat["description"] = (3, pl.String())
+    spread = pl.DataFrame(
+        [pl.Series(c, [g[i] for g in good], dtype=pl.String).cast(t) for c, (i, t) in per_stat.items()]
+    ).select(pl.all().gather(stat_idx))
     data = {
         "line": pl.Series(lines, dtype=pl.UInt32),
-        "name": per_stat([g[0] for g in good], pl.Categorical()),
-        "key": per_stat([g[1] for g in good], pl.Categorical()),
+        "name": spread.get_column("name"),
+        "key": spread.get_column("key"),
         "value": pl.Series(value, dtype=pl.Float64),
         "value_int": pl.from_arrow(pa.array(vint, type=pa.int64(), mask=~vint_ok)),
-        "unit": per_stat([g[2] for g in good], pl.Categorical()),
+        "unit": spread.get_column("unit"),
         "pdf_pct": pl.from_arrow(pa.array(pdf, type=pa.float64(), mask=~pdf_ok)),
         "cdf_pct": pl.from_arrow(pa.array(cdf, type=pa.float64(), mask=~cdf_ok)),
     }
     if description:
-        data["description"] = per_stat([g[3] for g in good], pl.String())
+        data["description"] = spread.get_column("description")
     data["bucket"] = pl.repeat(None, len(lines), dtype=pl.Int32, eager=True)
     data["dump"] = pl.Series(dump, dtype=pl.UInt32)
     frames = [pl.DataFrame([s.alias(k) for k, s in data.items()])]
@@ -708,7 +731,11 @@ def _assemble_native(
         )
         # Only the bucket_size/min_bucket/max_bucket rows can name buckets: pick them by stat id.
         sizes = [i for i, g in enumerate(good) if g[1] in ("bucket_size", "min_bucket", "max_bucket")]
-        plain = frames[0].filter(pl.Series(np.isin(stat, np.asarray(sizes, np.int32))))
+        plain = (
+            frames[0]
+            .select("dump", "name", "key", "value")
+            .filter(pl.Series(np.isin(stat, np.asarray(sizes, np.int32))))
+        )
         frames.append(_name_buckets(side_frame, [plain]))
     main = pl.concat(frames) if len(frames) > 1 else frames[0]
     if truncated:
