@@ -518,6 +518,23 @@ def _assemble(
     return _finish(path, stat_frames, meta, side_rows, markers, bad, strict, ends_nl, schema, last_line)
 
 
+def _settle_bad_lines(
+    path: Path, bad: list[tuple[int, str]], notes: list[str], cut_mid_line: bool, last_line: int, strict: bool
+) -> np.ndarray:
+    """Drop a last line cut by truncation (noted, not an error); strict mode raises on the first
+    bad line, lenient mode returns the sorted bad line numbers to skip."""
+    if cut_mid_line and last_line > 0:
+        notes.append(f"line {last_line}: dropped (the file ends mid-line inside the truncated last block)")
+        bad[:] = [(line, why) for line, why in bad if line != last_line]
+    if bad:
+        bad.sort()
+        if strict:
+            line, why = bad[0]
+            more = f" (and {len(bad) - 1} more bad lines; lenient mode skips them)" if len(bad) > 1 else ""
+            raise _bad(path, line, why + more)
+    return np.asarray(sorted({line for line, _ in bad}), dtype=np.int64)
+
+
 def _side_rows(one_rows, extra_rows, description: bool, schema: dict, bad: list) -> pl.DataFrame | None:
     """One-line bucket rows and reference-parser rows in the table's schema; bad names join ``bad``."""
     side = [p for p in (one_rows, _rows_frame(extra_rows, description)) if p is not None and p.height]
@@ -644,16 +661,7 @@ def _assemble_native(
                 for x in s_lines[~s_inside][:1000]
             )
         side_parts = (s_lines, s_dump, s_inside)
-    if truncated and not ends_nl and last_line > 0:
-        notes.append(f"line {last_line}: dropped (the file ends mid-line inside the truncated last block)")
-        bad[:] = [(line, why) for line, why in bad if line != last_line]
-    if bad:
-        bad.sort()
-        if strict:
-            line, why = bad[0]
-            more = f" (and {len(bad) - 1} more bad lines; lenient mode skips them)" if len(bad) > 1 else ""
-            raise _bad(path, line, why + more)
-    bad_lines = np.asarray(sorted({line for line, _ in bad}), dtype=np.int64)
+    bad_lines = _settle_bad_lines(path, bad, notes, truncated and not ends_nl, last_line, strict)
 
     keep = inside
     if truncated and not ends_nl:
@@ -891,16 +899,7 @@ def _finish(
                 for x in lines[outside][:1000]
             )
         parts.append((frame, lines, dump, keep & inside))
-    if truncated and not ends_nl and last_line > 0:
-        notes.append(f"line {last_line}: dropped (the file ends mid-line inside the truncated last block)")
-        bad[:] = [(line, why) for line, why in bad if line != last_line]
-    if bad:
-        bad.sort()
-        if strict:
-            line, why = bad[0]
-            more = f" (and {len(bad) - 1} more bad lines; lenient mode skips them)" if len(bad) > 1 else ""
-            raise _bad(path, line, why + more)
-    bad_lines = np.asarray(sorted({line for line, _ in bad}), dtype=np.int64)
+    bad_lines = _settle_bad_lines(path, bad, notes, truncated and not ends_nl, last_line, strict)
     frames = []
     columns = [pl.col(c).cast(t) for c, t in schema.items()] + ["dump"]
     has_side = parts and "stat" not in parts[-1][0].columns
