@@ -8,7 +8,8 @@ runs each, since other jobs share this machine. Target: (b) >= 2x (a) in MB/s.
 
 (b) uses the native (numba) scanner; its one-off compile is kept out of the timings and
 printed apart: cold (empty numba cache, in a fresh process) and warm (loading the cache, once
-per process). The polars fallback path is timed once for comparison.
+per process). It is timed again with one scan thread (what a 1-core machine gets), and the
+polars fallback path once, for comparison.
 
     .venv/bin/python benchmarks/bench_stats.py [--mb 200] [--repeat 3]
 """
@@ -30,6 +31,11 @@ sys.path.insert(0, str(REPO))
 FIXTURES = REPO.parent / "shared" / "fixtures"
 
 import stats_parsers.stats_text as stats_text  # noqa: E402
+
+try:
+    from stats_parsers import scan as scan_mod
+except ImportError:  # numba missing: the parse runs the polars path
+    scan_mod = None
 from stats_parsers.stats import read_stats  # noqa: E402
 from stats_parsers.stats_text import parse_stats_text  # noqa: E402
 
@@ -88,6 +94,12 @@ def baseline(path: Path) -> None:
                     pass
 
 
+def _timed(func, *args) -> float:
+    start = time.perf_counter()
+    func(*args)
+    return time.perf_counter() - start
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--mb", type=int, default=200)
@@ -109,6 +121,13 @@ def main() -> None:
             rows = parsed.frame.height
             del parsed
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        one_thread_t = None
+        if scan_mod is not None and scan_mod.HAVE_NUMBA:
+            threads, scan_mod.THREADS = scan_mod.THREADS, 1
+            try:
+                one_thread_t = min(_timed(parse_stats_text, path) for _ in range(args.repeat))
+            finally:
+                scan_mod.THREADS = threads
         stats_text._NATIVE = False
         start = time.perf_counter()
         parse_stats_text(path)
@@ -124,6 +143,11 @@ def main() -> None:
         print(f"baseline split loop : {base_rate:7.1f} MB/s  (best {min(base_t):.2f} s of {args.repeat})")
         print(f"parse_stats_text    : {full_rate:7.1f} MB/s  (best {min(full_t):.2f} s of {args.repeat})")
         print(f"ratio               : {full_rate / base_rate:7.2f}x  (target >= 2x)")
+        if one_thread_t is not None:
+            print(
+                f"one scan thread     : {size_mb / one_thread_t:7.1f} MB/s  "
+                f"({size_mb / one_thread_t / base_rate:.2f}x the baseline, best of {args.repeat})"
+            )
         print(f"polars path         : {size_mb / polars_t:7.1f} MB/s  (fallback without numba, one run)")
         if cold is None:
             print("native scanner      : numba unavailable, parse_stats_text used the polars path")

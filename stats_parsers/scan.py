@@ -14,7 +14,14 @@ Accepted lines (the same rule as the polars fast path, ``stats_text._scan_chunk`
     name SP+ value [SP+ pdf% SP+ cdf%] SP* ( end | '#' ... | '(' ... )
 
 with the terminator inside the 96-byte window after the name. ``value`` is ``-?`` then
-``nan``/``inf`` or ``digits[.digits][e[+-]digits]``.
+``nan``/``inf`` or ``digits[.digits][e[+-]digits]``. One-line bucket lists (Ruby's
+histograms print this way) are accepted as the polars pass ``stats_text._oneline_pass``
+accepts them: ``name SP+ ('|' SP* value [SP+ pdf% [SP+ cdf%]] SP*)+ [' # ' ...]``, a name
+without ``::``.
+
+Each worker thread reads its own chunk (``pread``), so reading, surveying and scanning all run
+beside each other; the functions are compiled without numba's reference counting and with
+the helpers inlined by LLVM (see ``_jit``), which is what makes the pass cheap per line.
 """
 
 from __future__ import annotations
@@ -49,16 +56,23 @@ _FIRST_CAPACITY = 1 << 15
 THREADS = min(2, os.cpu_count() or 1)
 
 # Result codes in ``counts``.
-N_REG, N_PCT, N_IRR, N_FLT, FLT_BYTES, STATUS = range(6)
-KIND_REG, KIND_PCT_VALUE, KIND_PDF, KIND_CDF = range(4)
+N_REG, N_PCT, N_IRR, N_FLT, FLT_BYTES, STATUS, N_ONE = range(7)
+# What a float token in the shared buffer belongs to (see ``_scatter``).
+KIND_REG, KIND_PCT_VALUE, KIND_PDF, KIND_CDF, KIND_ONE_VALUE, KIND_ONE_PDF, KIND_ONE_CDF = range(7)
 
 
-def _jit(func):
-    """njit with an on-disk cache when some cache directory is writable, else without."""
+def _jit(func, inline: bool = False):
+    """njit without numba's reference counting (``_nrt=False``: nothing here allocates, and
+    the atomic incref/decref of every array handed to a helper was a third of the scan), small
+    helpers marked for LLVM inlining (``forceinline``: as fast as numba's IR-level inlining, at
+    half its compile time), with an on-disk cache when a cache directory is writable."""
+    options = {"nogil": True, "_nrt": False}
+    if inline:
+        options["forceinline"] = True
     try:
-        return numba.njit(cache=True, nogil=True)(func)
+        return numba.njit(cache=True, **options)(func)
     except RuntimeError:  # no cache locator (read-only install, no home): compile per process
-        return numba.njit(cache=False, nogil=True)(func)
+        return numba.njit(cache=False, **options)(func)
 
 
 def _token_kind(data, s, e):
@@ -250,22 +264,136 @@ def _name_id(u64, ls, p1, prev, name_pos, name_len, name_word, nb, next_pred, sl
     return nstats
 
 
-def _survey(data, size):
-    """(newlines, NUL or 0x1f bytes, any byte >= 0x80): sizes the outputs, spots binary data."""
+def _push(data, s, e, kind, row, flt_buf, flt_off, flt_kind, flt_row, n_flt, fb):
+    """Queue token ``data[s:e]`` for Arrow's float cast; returns the new (n_flt, fb)."""
+    for k in range(s, e):
+        flt_buf[fb] = data[k]
+        fb += 1
+    flt_kind[n_flt] = kind
+    flt_row[n_flt] = row
+    n_flt += 1
+    flt_off[n_flt] = fb
+    return n_flt, fb
+
+
+def _pct_ok(data, s, e):
+    """``number%`` (the pdf/cdf columns)."""
+    return e - s > 1 and data[e - 1] == 37 and _token_kind(data, s, e - 1) != 0
+
+
+def _oneline(
+    data, u64, ls, p1, ce, line, n_one, n_flt, fb,
+    one_line, one_bucket, one_val, one_int, one_ok, one_pdf_ok, one_cdf_ok,
+    flt_buf, flt_off, flt_kind, flt_row,
+):  # fmt: skip
+    """Rows of a one-line bucket list ``name |v [pdf% [cdf%]] |v ... [ # desc]``, one per
+    cell, written from row ``n_one``; returns (ok, n_one, n_flt, fb). Mirrors the polars pass
+    (``stats_text._oneline_pass``): anything it would not take (a ``::`` key, an empty or odd
+    cell, a ``#`` that is not `` # ``, too many cells for the arrays) is refused whole and the
+    line goes back as irregular, so the two paths give the same rows."""
+    fail = (False, n_one, n_flt, fb)
+    for k in range(ls, p1 - 1):
+        if data[k] == 58 and data[k + 1] == 58:  # '::'
+            return fail
+    hend = _find(u64, p1, ce, np.uint64(0x2323232323232323))  # first '#'
+    if hend < ce and not (data[hend - 1] == 32 and hend + 1 < ce and data[hend + 1] == 32):
+        return fail
+    while hend > p1 and data[hend - 1] == 32:
+        hend -= 1
+    j = _skip_spaces(u64, p1, hend)
+    if j >= hend or data[j] != 124:  # '|'
+        return fail
+    cap = one_line.shape[0]
+    row = n_one
+    bucket = 0
+    pos = j + 1
+    while True:
+        ntok = 0
+        vs = ve = ps = pe = cs = cend = 0
+        s = hend
+        while True:
+            s = _skip_spaces(u64, pos, hend)
+            if s >= hend or (data[s] == 124 and data[s - 1] == 32):
+                break
+            e = _token_end(u64, s, hend)
+            ntok += 1
+            if ntok == 1:
+                vs, ve = s, e
+            elif ntok == 2:
+                ps, pe = s, e
+            elif ntok == 3:
+                cs, cend = s, e
+            else:
+                return fail
+            pos = e
+        kind = _token_kind(data, vs, ve) if ntok else 0
+        if kind == 0 or row >= cap:
+            return fail
+        if (ntok >= 2 and not _pct_ok(data, ps, pe)) or (ntok == 3 and not _pct_ok(data, cs, cend)):
+            return fail
+        one_line[row] = line
+        one_bucket[row] = bucket
+        one_ok[row] = False
+        if not (kind == 1 and _parse_int(data, vs, ve, one_val, one_int, one_ok, row)):
+            n_flt, fb = _push(
+                data, vs, ve, KIND_ONE_VALUE, row, flt_buf, flt_off, flt_kind, flt_row, n_flt, fb
+            )
+        one_pdf_ok[row] = ntok >= 2
+        if ntok >= 2:
+            n_flt, fb = _push(
+                data, ps, pe - 1, KIND_ONE_PDF, row, flt_buf, flt_off, flt_kind, flt_row, n_flt, fb
+            )
+        one_cdf_ok[row] = ntok == 3
+        if ntok == 3:
+            n_flt, fb = _push(
+                data, cs, cend - 1, KIND_ONE_CDF, row, flt_buf, flt_off, flt_kind, flt_row, n_flt, fb
+            )
+        row += 1
+        bucket += 1
+        if s >= hend:
+            return (True, row, n_flt, fb)
+        pos = s + 1
+
+
+def _survey(u64, start, end):
+    """(newlines, NUL or 0x1f bytes, any byte >= 0x80) in ``[start, end)``: sizes the outputs,
+    spots binary data. Eight bytes a step: the exact zero-byte test ``((w & 0x7f..) + 0x7f..
+    | w) & 0x80..`` has no false positives, so a popcount counts the hits."""
+    low7 = np.uint64(0x7F7F7F7F7F7F7F7F)
+    high = np.uint64(0x8080808080808080)
+    nl_pat = np.uint64(0x0A0A0A0A0A0A0A0A)
+    us_pat = np.uint64(0x1F1F1F1F1F1F1F1F)
     nl = 0
     ctrl = 0
-    acc = 0
-    for i in range(size):
-        b = data[i]
-        nl += b == 10
-        ctrl += (b == 0) | (b == 31)
-        acc |= b
-    return nl, ctrl, (acc & 128) != 0
+    acc = np.uint64(0)
+    i = start
+    while i < end:
+        w = _load(u64, i)
+        n = end - i
+        if n < 8:  # the last partial word: mark the bytes past the end as non-matching
+            keep = (np.uint64(1) << np.uint64(8 * n)) - np.uint64(1)
+            w = (w & keep) | (np.uint64(0x4141414141414141) & ~keep)
+        acc |= w
+        x = w ^ nl_pat
+        nl += _popcount(~(((x & low7) + low7) | x) & high)
+        ctrl += _popcount(~(((w & low7) + low7) | w) & high)
+        x = w ^ us_pat
+        ctrl += _popcount(~(((x & low7) + low7) | x) & high)
+        i += 8
+    return nl, ctrl, (acc & high) != np.uint64(0)
+
+
+def _popcount(x):
+    x = x - ((x >> np.uint64(1)) & np.uint64(0x5555555555555555))
+    x = (x & np.uint64(0x3333333333333333)) + ((x >> np.uint64(2)) & np.uint64(0x3333333333333333))
+    x = (x + (x >> np.uint64(4))) & np.uint64(0x0F0F0F0F0F0F0F0F)
+    return np.int64((x * np.uint64(0x0101010101010101)) >> np.uint64(56))
 
 
 def _scan(
     data,
     u64,
+    start,
     size,
     reg_line,
     reg_stat,
@@ -282,6 +410,16 @@ def _scan(
     irr_line,
     irr_start,
     irr_end,
+    one_line,
+    one_stat,
+    one_bucket,
+    one_val,
+    one_int,
+    one_ok,
+    one_pdf,
+    one_pdf_ok,
+    one_cdf,
+    one_cdf_ok,
     flt_buf,
     flt_off,
     flt_kind,
@@ -297,16 +435,18 @@ def _scan(
     stat_state,
     counts,
 ):
-    """Lines numbered from 0 within the chunk; see the module doc for what is accepted."""
+    """Lines of ``data[start:size]``, numbered from 0; positions are offsets in ``data``. See
+    the module doc for what is accepted."""
     newline = np.uint64(0x0A0A0A0A0A0A0A0A)
     space = np.uint64(0x2020202020202020)
-    ls = 0
+    ls = start
     line = 0
     prev = -1
     n_reg = 0
     n_pct = 0
     n_irr = 0
     n_flt = 0
+    n_one = 0
     fb = 0
     flt_off[0] = 0
     while ls < size:
@@ -410,6 +550,27 @@ def _scan(
                             flt_row[n_flt] = row
                             n_flt += 1
                             flt_off[n_flt] = fb
+            if not ok and p1 > ls and p1 < ce:
+                first = n_one
+                ok, n_one, n_flt, fb = _oneline(
+                    data, u64, ls, p1, ce, line, n_one, n_flt, fb,
+                    one_line, one_bucket, one_val, one_int, one_ok, one_pdf_ok, one_cdf_ok,
+                    flt_buf, flt_off, flt_kind, flt_row,
+                )  # fmt: skip
+                if ok:
+                    nstats = stat_state[0]
+                    sid = _name_id(
+                        u64, ls, p1, prev, name_pos, name_len, name_word, nb, next_pred, slots,
+                        counts, stat_state,
+                    )  # fmt: skip
+                    if sid < 0:
+                        return
+                    if sid == nstats:
+                        first_end[sid] = ce
+                        first_lno[sid] = line
+                    prev = sid
+                    for r in range(first, n_one):
+                        one_stat[r] = sid
             if not ok:
                 irr_line[n_irr] = line
                 irr_start[n_irr] = ls
@@ -423,9 +584,10 @@ def _scan(
     counts[N_IRR] = n_irr
     counts[N_FLT] = n_flt
     counts[FLT_BYTES] = fb
+    counts[N_ONE] = n_one
 
 
-def _scatter(values, kinds, rows, reg_val, pct_val, pct_pdf, pct_cdf):
+def _scatter(values, kinds, rows, reg_val, pct_val, pct_pdf, pct_cdf, one_val, one_pdf, one_cdf):
     """Put Arrow-cast numbers back in their rows; every NaN becomes the one canonical NaN."""
     for i in range(values.shape[0]):
         v = values[i]
@@ -439,8 +601,14 @@ def _scatter(values, kinds, rows, reg_val, pct_val, pct_pdf, pct_cdf):
             pct_val[r] = v
         elif k == 2:
             pct_pdf[r] = v
-        else:
+        elif k == 3:
             pct_cdf[r] = v
+        elif k == 4:
+            one_val[r] = v
+        elif k == 5:
+            one_pdf[r] = v
+        else:
+            one_cdf[r] = v
 
 
 def _dumps(lines, n_first, begins, ends, dump, inside):
@@ -465,16 +633,20 @@ def _dumps(lines, n_first, begins, ends, dump, inside):
 
 
 if HAVE_NUMBA:
+    _token_kind = _jit(_token_kind, inline=True)
+    _parse_int = _jit(_parse_int, inline=True)
+    _load = _jit(_load, inline=True)
+    _find = _jit(_find, inline=True)
+    _same = _jit(_same, inline=True)
+    _token_end = _jit(_token_end, inline=True)
+    _skip_spaces = _jit(_skip_spaces, inline=True)
+    _ends_ok = _jit(_ends_ok, inline=True)
+    _name_id = _jit(_name_id, inline=True)
+    _popcount = _jit(_popcount, inline=True)
+    _push = _jit(_push, inline=True)
+    _pct_ok = _jit(_pct_ok, inline=True)
+    _oneline = _jit(_oneline, inline=True)
     dumps = _jit(_dumps)
-    _token_kind = _jit(_token_kind)
-    _parse_int = _jit(_parse_int)
-    _load = _jit(_load)
-    _find = _jit(_find)
-    _same = _jit(_same)
-    _token_end = _jit(_token_end)
-    _skip_spaces = _jit(_skip_spaces)
-    _ends_ok = _jit(_ends_ok)
-    _name_id = _jit(_name_id)
     survey = _jit(_survey)
     scan = _jit(_scan)
     scatter = _jit(_scatter)
@@ -487,8 +659,9 @@ class Unsupported(Exception):
 @dataclass
 class ScanResult:
     """Rows of the accepted lines (``reg_*``: value only, one array per chunk, joined once when
-    the table is built; ``pct_*``: with pdf/cdf), the other lines' text, and the stat table:
-    names by id, first line number and text of each."""
+    the table is built; ``pct_*``: with pdf/cdf; ``one_*``: the cells of one-line bucket
+    lists, with the cell's index), the other lines' text, and the stat table: names by id,
+    first line number and text of each."""
 
     reg_line: list[np.ndarray]
     reg_stat: list[np.ndarray]
@@ -502,6 +675,16 @@ class ScanResult:
     pct_ok: np.ndarray
     pct_pdf: np.ndarray
     pct_cdf: np.ndarray
+    one_line: np.ndarray
+    one_stat: np.ndarray
+    one_bucket: np.ndarray
+    one_val: np.ndarray
+    one_int: np.ndarray
+    one_ok: np.ndarray
+    one_pdf: np.ndarray
+    one_pdf_ok: np.ndarray
+    one_cdf: np.ndarray
+    one_cdf_ok: np.ndarray
     irregular_lines: list[int]
     irregular_text: list[str]
     stat_names: list[str]
@@ -523,6 +706,17 @@ _ROW_FIELDS = {
     "pct_ok": np.bool_,
     "pct_pdf": np.float64,
     "pct_cdf": np.float64,
+    # In ``_scan``'s argument order, after the irregular-line arrays.
+    "one_line": np.uint32,
+    "one_stat": np.int32,
+    "one_bucket": np.int32,
+    "one_val": np.float64,
+    "one_int": np.int64,
+    "one_ok": np.bool_,
+    "one_pdf": np.float64,
+    "one_pdf_ok": np.bool_,
+    "one_cdf": np.float64,
+    "one_cdf_ok": np.bool_,
 }
 _PAD = 16
 
@@ -562,53 +756,74 @@ class _Table:
         self.state = np.zeros(2, np.int64)
 
 
-def _chunks(path: Path, chunk_bytes: int, free: list[np.ndarray] | None = None):
-    """(buffer, size) of whole lines, ``chunk_bytes`` or so each, zero padded for word loads;
-    the cut line's head moves to the next buffer, so the text is read once, never joined.
-    Buffers the caller puts back in ``free`` are reused (no fresh pages to fault in)."""
-    carry = b""
-    with path.open("rb") as handle:
+#: Bytes read past a chunk's end to find where its last line ends (doubled while too few).
+_TAIL = 1 << 16
+
+
+class _Reader:
+    """Reads chunk ``k`` of a file into this thread's buffer: the lines that *start* in bytes
+    ``[k*C, (k+1)*C)``, whole. Each worker reads its own chunk (``pread`` releases the GIL), so
+    the main thread only merges: the scan threads never wait on it for text or for the GIL."""
+
+    def __init__(self, fd: int, size: int, chunk_bytes: int) -> None:
+        self.fd, self.size, self.chunk_bytes = fd, size, chunk_bytes
+
+    def count(self) -> int:
+        return max(1, -(-self.size // self.chunk_bytes))
+
+    def read(self, k: int) -> tuple[np.ndarray, int, int]:
+        """(buffer, start, end): the chunk's lines are ``buffer[start:end]``; the buffer stays
+        addressable ``_PAD`` bytes past ``end`` for the scanner's word loads."""
+        lo = k * self.chunk_bytes
+        hi = min(lo + self.chunk_bytes, self.size)
+        origin = max(lo - 1, 0)  # the byte before the chunk says whether a line starts at lo
+        tail = _TAIL
         while True:
-            need = len(carry) + chunk_bytes + _PAD
-            buf = free.pop() if free else None
-            if buf is None or buf.shape[0] < need:
-                buf = np.empty(need, np.uint8)
-            buf[: len(carry)] = np.frombuffer(carry, np.uint8)
-            got = handle.readinto(memoryview(buf)[len(carry) : len(carry) + chunk_bytes])
-            size = len(carry) + got
-            if size == 0:
-                return
-            if got == chunk_bytes:
-                cut = _last_newline(buf, size)
-                if cut <= 0:  # one line longer than a chunk: take it whole
-                    rest = handle.readline()
-                    buf = np.concatenate(
-                        [buf[:size], np.frombuffer(rest, np.uint8), np.zeros(_PAD, np.uint8)]
-                    )
-                    size += len(rest)
-                    carry = b""
-                else:
-                    carry = bytes(buf[cut:size])
-                    size = cut
+            stop = min(hi + tail, self.size)
+            buf = _buffer(stop - origin + _PAD)
+            self._fill(buf, origin, stop)
+            if k == 0:
+                start = 0
             else:
-                carry = b""
-            buf[size : size + _PAD] = 0
-            yield buf, size
-            if got < chunk_bytes:
-                return
+                first = _find_byte(buf, 0, hi - origin - 1, 10)
+                if first < 0:  # a line that started in an earlier chunk covers this one
+                    return buf, 0, 0
+                start = first + 1
+            last = _find_byte(buf, hi - origin - 1, stop - origin, 10)
+            if last >= 0:
+                return buf, start, last + 1
+            if stop == self.size:  # the last line has no newline
+                return buf, start, stop - origin
+            tail *= 2  # a line longer than the tail (a long one-line bucket list)
+
+    def _fill(self, buf: np.ndarray, origin: int, stop: int) -> None:
+        view = memoryview(buf)[: stop - origin]
+        done = 0
+        while done < len(view):
+            got = os.preadv(self.fd, [view[done:]], origin + done)
+            if got == 0:
+                raise Unsupported("the file shrank while it was read")
+            done += got
 
 
-def _last_newline(buf: np.ndarray, size: int) -> int:
-    """Offset after the last newline in ``buf[:size]``, or 0."""
+def _buffer(n: int) -> np.ndarray:
+    """This thread's read buffer, grown as needed and reused: fresh pages cost a fault each."""
+    buf = getattr(_local, "buf", None)
+    if buf is None or buf.shape[0] < n:
+        buf = _local.buf = np.empty(max(n, int(n * 1.25)) // 8 * 8 + 8, np.uint8)
+    return buf
+
+
+def _find_byte(buf: np.ndarray, lo: int, hi: int, byte: int) -> int:
+    """First index of ``byte`` in ``buf[lo:hi]`` (absolute), or -1; 64 KiB at a time."""
     step = 1 << 16
-    end = size
-    while end > 0:
-        start = max(0, end - step)
-        hits = np.flatnonzero(buf[start:end] == 10)
+    while lo < hi:
+        top = min(hi, lo + step)
+        hits = np.flatnonzero(buf[lo:top] == byte)
         if hits.size:
-            return start + int(hits[-1]) + 1
-        end = start
-    return 0
+            return lo + int(hits[0])
+        lo = top
+    return -1
 
 
 _local = threading.local()
@@ -626,27 +841,30 @@ def _workspace(n: int, size: int) -> dict[str, np.ndarray]:
             irr_start=np.empty(n, np.int64),
             irr_end=np.empty(n, np.int64),
             flt_buf=np.empty(size, np.uint8),
-            flt_off=np.empty(3 * n + 1, np.int32),
-            flt_kind=np.empty(3 * n, np.int8),
-            flt_row=np.empty(3 * n, np.int32),
+            flt_off=np.empty(6 * n + 1, np.int32),  # 3 per line, 3 per one-line cell
+            flt_kind=np.empty(6 * n, np.int8),
+            flt_row=np.empty(6 * n, np.int32),
         )
         _local.space = space
     return space
 
 
-def _scan_chunk(buf: np.ndarray, size: int) -> _Chunk:
-    newlines, ctrl, high = survey(buf, size)
+def _scan_chunk(reader: _Reader, k: int) -> _Chunk:
+    buf, start, end = reader.read(k)
+    u64 = buf.view(np.uint64)
+    newlines, ctrl, high = survey(u64, start, end)
     if ctrl:
         raise Unsupported("NUL or separator bytes")
-    text = memoryview(buf)[:size]
+    raw = buf.data
     if high:
         try:
-            str(text, "utf-8")
+            str(raw[start:end], "utf-8")
         except UnicodeDecodeError:
             raise Unsupported("not UTF-8") from None
     n = int(newlines) + 1
-    space = _workspace(n, size)
-    out = {k: space[k] for k in _ROW_FIELDS}
+    space = _workspace(n, end - start)
+    out = {k: space[k] for k in _ROW_FIELDS if k[:3] != "one"}
+    one = {k: space[k] for k in _ROW_FIELDS if k[:3] == "one"}
     irr_line, irr_start, irr_end = space["irr_line"], space["irr_start"], space["irr_end"]
     flt_buf, flt_off, flt_kind, flt_row = (
         space["flt_buf"],
@@ -654,15 +872,14 @@ def _scan_chunk(buf: np.ndarray, size: int) -> _Chunk:
         space["flt_kind"],
         space["flt_row"],
     )
-    u64 = buf[: (size + _PAD) // 8 * 8].view(np.uint64)
     table = getattr(_local, "table", None) or _Table(_FIRST_CAPACITY)
     while True:
         before = int(table.state[0])
-        counts = np.zeros(6, np.int64)
+        counts = np.zeros(7, np.int64)
         scan(
-            buf, u64, size, *out.values(), irr_line, irr_start, irr_end, flt_buf, flt_off, flt_kind,
-            flt_row, table.name_pos, table.name_len, table.name_word, table.nb, table.first_end,
-            table.first_lno, table.next_pred, table.slots, table.state, counts,
+            buf, u64, start, end, *out.values(), irr_line, irr_start, irr_end, *one.values(), flt_buf, flt_off,
+            flt_kind, flt_row, table.name_pos, table.name_len, table.name_word, table.nb,
+            table.first_end, table.first_lno, table.next_pred, table.slots, table.state, counts,
         )  # fmt: skip
         if not counts[STATUS]:
             break
@@ -684,10 +901,13 @@ def _scan_chunk(buf: np.ndarray, size: int) -> _Chunk:
             out["pct_val"],
             out["pct_pdf"],
             out["pct_cdf"],
+            one["one_val"],
+            one["one_pdf"],
+            one["one_cdf"],
         )
-    n_reg, n_pct, n_irr = int(counts[N_REG]), int(counts[N_PCT]), int(counts[N_IRR])
-    rows = {k: v[: n_reg if k.startswith("reg") else n_pct].copy() for k, v in out.items()}
-    raw = buf.data
+    n_irr = int(counts[N_IRR])
+    used = {"reg": int(counts[N_REG]), "pct": int(counts[N_PCT]), "one": int(counts[N_ONE])}
+    rows = {k: v[: used[k[:3]]].copy() for k, v in {**out, **one}.items()}
     irregular = [
         (line, str(raw[s:e], "utf-8"))
         for line, s, e in zip(
@@ -718,7 +938,8 @@ def _scan_chunk(buf: np.ndarray, size: int) -> _Chunk:
 
 def scan_file(path: Path, chunk_bytes: int) -> ScanResult:
     """Scan ``path`` chunk by chunk (``THREADS`` at once); raises ``Unsupported`` where the
-    polars path must take over. Stat ids and line numbers become file-wide as chunks merge."""
+    polars path must take over. Stat ids and line numbers become file-wide as chunks merge,
+    in file order."""
     parts: dict[str, list[np.ndarray]] = {k: [] for k in _ROW_FIELDS}
     ids: dict[str, int] = {}
     first_line: list[int] = []
@@ -744,7 +965,7 @@ def scan_file(path: Path, chunk_bytes: int) -> ScanResult:
             known.append(gid)
         gids = np.asarray(known, np.int32)
         rows = chunk.rows
-        for kind in ("reg", "pct"):
+        for kind in ("reg", "pct", "one"):
             rows[f"{kind}_stat"] = gids[rows[f"{kind}_stat"]]
             rows[f"{kind}_line"] += np.uint32(line0)
             if len(rows[f"{kind}_line"]):
@@ -758,22 +979,25 @@ def scan_file(path: Path, chunk_bytes: int) -> ScanResult:
             last_line = max(last_line, irr_lines[-1])
         line0 += chunk.newlines
 
-    free: list[np.ndarray] = []
-    with ThreadPoolExecutor(max_workers=THREADS) as pool:
-        pending = []
-        for buf, size in _chunks(path, chunk_bytes, free):
-            pending.append((pool.submit(_scan_chunk, buf, size), buf))
-            del buf
-            while len(pending) > THREADS:
-                future, done = pending.pop(0)
-                merge(future.result())
-                free.append(done)
-        for future, _ in pending:
-            merge(future.result())
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        reader = _Reader(fd, os.fstat(fd).st_size, chunk_bytes)
+        with ThreadPoolExecutor(max_workers=THREADS) as pool:
+            # A few chunks ahead of the merge, not all: a huge file's rows stay bounded.
+            ahead = 2 * THREADS
+            pending = [pool.submit(_scan_chunk, reader, k) for k in range(min(ahead, reader.count()))]
+            for k in range(reader.count()):
+                chunk = pending.pop(0).result()
+                if k + ahead < reader.count():
+                    pending.append(pool.submit(_scan_chunk, reader, k + ahead))
+                merge(chunk)
+                del chunk
+    finally:
+        os.close(fd)
     pct = {
         k: (np.concatenate(v) if v else np.empty(0, _ROW_FIELDS[k]))
         for k, v in parts.items()
-        if k[:3] == "pct"
+        if k[:3] in ("pct", "one")
     }
     reg = {k: v for k, v in parts.items() if k[:3] == "reg"}
     return ScanResult(

@@ -10,9 +10,9 @@ description are properties of a stat, not of a row, so they are read once per di
 from its first line and joined on.
 
 Files of 8 MiB and more go through the native scanner instead (``stats_parsers.scan``, numba,
-two 16 MiB chunks at a time): one compiled pass per chunk takes the regular lines *and* the
-pdf/cdf lines, with stat ids and exact integers, and hands every other line to the same
-passes as above; the table is then built from its arrays (``_assemble_native``) and is the
+two 16 MiB chunks at a time, each read by its own thread): one compiled pass per chunk takes
+the regular lines, the pdf/cdf lines and one-line bucket lists, with stat ids and exact
+integers, and hands every other line to the same passes as above; the table is then built from its arrays (``_assemble_native``) and is the
 same, row for row, as the polars path's (tests hold both paths to that). Without numba, or
 for binary/non-UTF-8 data, the polars path runs.
 
@@ -424,7 +424,12 @@ def _oneline_pass(irregular: pl.DataFrame, description: bool) -> tuple[pl.DataFr
     """
     text = pl.col("raw")
     hash_at = text.str.find(" # ", literal=True)
-    head = pl.when(hash_at.is_not_null()).then(text.str.slice(0, hash_at)).otherwise(text)
+    head = (
+        pl.when(hash_at.is_not_null())
+        .then(text.str.slice(0, hash_at))
+        .otherwise(text)
+        .str.strip_chars_end(" ")
+    )
     one = irregular.lazy().filter(~text.str.starts_with("----------")).with_columns(head=head)
     one = one.filter(pl.col("head").str.contains(" |", literal=True)).with_columns(
         cells=pl.col("head").str.split(" |")
@@ -634,6 +639,7 @@ def _assemble_native(
             (int(lines[i]), f"{names[stat[i]][:60]!r} is not a stat name: not a stats line") for i in hit
         )
 
+    one_rows = _native_oneline(found, names, infos, description, one_rows)
     side_rows = _side_rows(one_rows, extra_rows, description, schema, bad)
     last_line = found.last_line
 
@@ -756,6 +762,48 @@ def _assemble_native(
         skipped_lines=len(bad_lines),
         notes=tuple(notes),
     )
+
+
+def _native_oneline(
+    found: ScanResult,
+    names: list[str],
+    infos: list[tuple[str, str, str | None, str | None] | None],
+    description: bool,
+    polars_rows: pl.DataFrame | None,
+) -> pl.DataFrame | None:
+    """The scanner's one-line bucket cells as the polars pass's rows (same columns), joined
+    with that pass's rows for lines the scanner handed back, in line order. Unit and
+    description come from the stat's first line; a bad name stays as printed, so
+    ``_side_rows`` reports it as the polars path does."""
+    if not len(found.one_line):
+        return polars_rows
+    ids = pl.Series("i", found.one_stat, dtype=pl.Int32)
+    per_stat = {
+        "name": pl.Series(names, dtype=pl.String),
+        "unit": pl.Series([i[2] if i else None for i in infos], dtype=pl.String),
+    }
+    if description:
+        per_stat["description"] = pl.Series([i[3] if i else None for i in infos], dtype=pl.String)
+    spread = pl.DataFrame(per_stat).select(pl.all().gather(ids))
+    n = len(found.one_line)
+    data = {
+        "line": pl.Series(found.one_line, dtype=pl.UInt32),
+        "bucket": pl.Series(found.one_bucket, dtype=pl.Int32),
+        "name": spread.get_column("name"),
+        "key": pl.repeat("", n, dtype=pl.String, eager=True),
+        "value": pl.Series(found.one_val, dtype=pl.Float64),
+        "value_int": pl.from_arrow(pa.array(found.one_int, type=pa.int64(), mask=~found.one_ok)),
+        "unit": spread.get_column("unit"),
+    }
+    if description:
+        data["description"] = spread.get_column("description")
+    data["pdf_pct"] = pl.from_arrow(pa.array(found.one_pdf, type=pa.float64(), mask=~found.one_pdf_ok))
+    data["cdf_pct"] = pl.from_arrow(pa.array(found.one_cdf, type=pa.float64(), mask=~found.one_cdf_ok))
+    rows = pl.DataFrame([s.alias(k) for k, s in data.items()])
+    if polars_rows is None or not polars_rows.height:
+        return rows
+    polars_rows = polars_rows.select([pl.col(c).cast(rows.schema[c]) for c in rows.columns])
+    return pl.concat([rows, polars_rows]).sort("line", maintain_order=True)
 
 
 def _rows_frame(extra_rows: list[tuple[int, int | None, sl.StatRow]], description: bool) -> pl.DataFrame:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from stats_parsers import read_stats, stat_across_dumps, subtree, wide
@@ -406,6 +406,81 @@ def test_native_scan_small_chunks_and_threads_match(fixtures_dir: Path, text_mod
     monkeypatch.setattr(scan_mod, "_FIRST_CAPACITY", 16)  # forces the table to grow mid-file
     chunked = _outcome(text_mod, monkeypatch, path, True, description=True)
     assert chunked[1] == whole[1] and chunked[0].equals(whole[0])
+
+
+@pytest.mark.parametrize("chunk", [64, 997, 4096])
+def test_native_chunks_cut_anywhere_read_whole_lines(
+    tmp_path: Path, text_mod, monkeypatch, chunk: int
+) -> None:
+    """Chunks smaller than a line (a chunk owning no line at all), cuts on and beside newlines,
+    a long one-line bucket list past the read-ahead tail, CRLF and no final newline: every
+    line is still read exactly once, by the chunk where it starts."""
+    import stats_parsers.scan as scan_mod
+
+    buckets = " ".join(f"|{i} 0.{i % 10}% {min(i, 99)}.0%" for i in range(400))
+    text = (
+        "\n---------- Begin Simulation Statistics ----------\n"
+        "simTicks                 1000   # Number of ticks simulated (Tick)\n"
+        f"system.dist::bucket_size    1   # d (Count)\n"
+        f"system.dist     {buckets}   # one-line distribution (Count)\n"
+        "system.cpu.ipc       0.5   # IPC ((Count/Cycle))\r\n"
+        "---------- End Simulation Statistics   ----------\n"
+    ) * 3
+    path = _write(tmp_path, text.rstrip("\n"))
+    whole = _outcome(text_mod, monkeypatch, path, False, description=True)
+    monkeypatch.setattr(text_mod, "_NATIVE_CHUNK_BYTES", chunk)
+    monkeypatch.setattr(scan_mod, "_TAIL", 8)  # forces the read-ahead to grow
+    chunked = _outcome(text_mod, monkeypatch, path, True, description=True)
+    assert text_mod._native_scan(path) is not None  # the scanner took it, no fallback
+    assert chunked[1] == whole[1] and chunked[0].equals(whole[0])
+    assert whole[0].height == 3 * (1 + 1 + 400 + 1)
+
+
+_cells = st.lists(
+    st.one_of(
+        st.tuples(_values, st.sampled_from(["", " 12.50%", " 12.50% 99.00%", " 1.0% 2.0% 3.0%", " x%"])).map(
+            lambda c: c[0] + c[1]
+        ),
+        st.sampled_from(["", "1|2", "|3", "5 # 7", "nan%"]),
+    ),
+    min_size=0,
+    max_size=6,
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    lines=st.lists(
+        st.tuples(
+            _names,
+            st.sampled_from(["", "::total"]),
+            _cells,
+            st.sampled_from(["", "   ", "   # d (Count)", " # d ((Count/Cycle))", "# x", " #"]),
+        ),
+        min_size=1,
+        max_size=8,
+        unique_by=lambda line: line[0],  # gem5 prints a stat once per block
+    ),
+    strict=st.booleans(),
+)
+def test_native_oneline_buckets_match_polars(tmp_path_factory, text_mod, lines, strict) -> None:
+    """One-line bucket lists, well and badly formed: the scanner takes exactly what the polars
+    pass takes (same rows, same errors, same bad-line count)."""
+    import _pytest.monkeypatch
+
+    body = [
+        f"{name}{key}   " + " ".join(f"|{cell}" for cell in cells) + tail for name, key, cells, tail in lines
+    ]
+    text = "\n---------- Begin Simulation Statistics ----------\n" + "\n".join(body)
+    text += "\n---------- End Simulation Statistics   ----------\n"
+    path = tmp_path_factory.mktemp("one") / "stats.txt"
+    path.write_text(text)
+    with _pytest.monkeypatch.MonkeyPatch.context() as patch:
+        native = _outcome(text_mod, patch, path, True, strict=strict, description=True)
+        polars = _outcome(text_mod, patch, path, False, strict=strict, description=True)
+    assert native[1] == polars[1]
+    if not isinstance(native[0], str):
+        assert native[0].equals(polars[0])
 
 
 def test_without_numba_the_polars_path_is_used(fixtures_dir: Path, text_mod, monkeypatch) -> None:
