@@ -12,9 +12,10 @@ from its first line and joined on.
 Files of 8 MiB and more go through the native scanner instead (``stats_parsers.scan``, numba,
 two 16 MiB chunks at a time, each read by its own thread): one compiled pass per chunk takes
 the regular lines, the pdf/cdf lines and one-line bucket lists, with stat ids and exact
-integers, and hands every other line to the same passes as above; the table is then built from its arrays (``_assemble_native``) and is the
-same, row for row, as the polars path's (tests hold both paths to that). Without numba, or
-for binary/non-UTF-8 data, the polars path runs.
+integers, and hands every other line to the same passes as above; the table is then built
+from its arrays (``_assemble_native``) and is the same, row for row, as the polars path's
+(tests hold both paths to that). Without numba, or for binary/non-UTF-8 data, the polars
+path runs.
 
 Row order: regular lines in file order, then pdf/cdf lines, then one-line buckets; sort by
 ``line`` (kept as a column) for file order.
@@ -719,10 +720,10 @@ def _assemble_native(
         "name": spread.get_column("name"),
         "key": spread.get_column("key"),
         "value": pl.Series(value, dtype=pl.Float64),
-        "value_int": pl.from_arrow(pa.array(vint, type=pa.int64(), mask=~vint_ok)),
+        "value_int": _nullable(vint, vint_ok),
         "unit": spread.get_column("unit"),
-        "pdf_pct": pl.from_arrow(pa.array(pdf, type=pa.float64(), mask=~pdf_ok)),
-        "cdf_pct": pl.from_arrow(pa.array(cdf, type=pa.float64(), mask=~cdf_ok)),
+        "pdf_pct": _nullable(pdf, pdf_ok),
+        "cdf_pct": _nullable(cdf, cdf_ok),
     }
     if description:
         data["description"] = spread.get_column("description")
@@ -792,18 +793,23 @@ def _native_oneline(
         "name": spread.get_column("name"),
         "key": pl.repeat("", n, dtype=pl.String, eager=True),
         "value": pl.Series(found.one_val, dtype=pl.Float64),
-        "value_int": pl.from_arrow(pa.array(found.one_int, type=pa.int64(), mask=~found.one_ok)),
+        "value_int": _nullable(found.one_int, found.one_ok),
         "unit": spread.get_column("unit"),
     }
     if description:
         data["description"] = spread.get_column("description")
-    data["pdf_pct"] = pl.from_arrow(pa.array(found.one_pdf, type=pa.float64(), mask=~found.one_pdf_ok))
-    data["cdf_pct"] = pl.from_arrow(pa.array(found.one_cdf, type=pa.float64(), mask=~found.one_cdf_ok))
+    data["pdf_pct"] = _nullable(found.one_pdf, found.one_pdf_ok)
+    data["cdf_pct"] = _nullable(found.one_cdf, found.one_cdf_ok)
     rows = pl.DataFrame([s.alias(k) for k, s in data.items()])
     if polars_rows is None or not polars_rows.height:
         return rows
     polars_rows = polars_rows.select([pl.col(c).cast(rows.schema[c]) for c in rows.columns])
     return pl.concat([rows, polars_rows]).sort("line", maintain_order=True)
+
+
+def _nullable(values: np.ndarray, ok: np.ndarray) -> pl.Series:
+    """``values`` with nulls where ``ok`` is False (no copy through Python objects)."""
+    return pl.from_arrow(pa.array(values, mask=~ok))
 
 
 def _rows_frame(extra_rows: list[tuple[int, int | None, sl.StatRow]], description: bool) -> pl.DataFrame:
