@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
+from pathlib import Path
 
 import pandas as pd
 import polars as pl
@@ -72,14 +75,16 @@ def run(args: argparse.Namespace) -> int:
     from stats_parsers.stats_text import to_pandas
 
     if args.kernels:
-        table = kernel_table(args.path, strict=not args.lenient, cache=not args.no_cache)
+        with _working(args.path):
+            table = kernel_table(args.path, strict=not args.lenient, cache=not args.no_cache)
         if args.dump is not None:
             table = table[table["dump"] == args.dump]
         emit(table, args.format, args.output, title=f"kernels: {args.path}")
         return 0
-    stats = read_stats(
-        args.path, strict=not args.lenient, description=args.description, cache=not args.no_cache
-    )
+    with _working(args.path):
+        stats = read_stats(
+            args.path, strict=not args.lenient, description=args.description, cache=not args.no_cache
+        )
     for note in stats.notes:
         print(f"layerlab stats: note: {note}", file=sys.stderr)
     if stats.skipped_lines:
@@ -110,3 +115,23 @@ def run(args: argparse.Namespace) -> int:
         )
     emit(table, args.format, args.output, title=f"stats: {args.path}")
     return 0
+
+
+#: Inputs this big take seconds to parse (and, the first time, to compile the native scanner).
+_SLOW_BYTES = 8 * 2**20
+
+
+def _working(path: str) -> contextlib.AbstractContextManager:
+    """A spinner on stderr while a big stats file parses, only when stderr is a terminal."""
+    target = Path(path.removeprefix("h5://"))
+    if target.is_dir():
+        target = target / "stats.txt"
+    try:
+        size = target.stat().st_size
+    except OSError:
+        return contextlib.nullcontext()
+    if size < _SLOW_BYTES or not sys.stderr.isatty() or os.environ.get("CI"):
+        return contextlib.nullcontext()
+    from rich.console import Console
+
+    return Console(stderr=True).status(f"parsing {target} ({size / 1e6:.0f} MB)")
