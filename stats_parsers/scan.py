@@ -979,6 +979,8 @@ def scan_file(path: Path, chunk_bytes: int) -> ScanResult:
             last_line = max(last_line, irr_lines[-1])
         line0 += chunk.newlines
 
+    if not hasattr(os, "preadv"):  # pragma: no cover - Windows: the polars path reads it
+        raise Unsupported("no os.preadv on this platform")
     fd = os.open(path, os.O_RDONLY)
     try:
         reader = _Reader(fd, os.fstat(fd).st_size, chunk_bytes)
