@@ -61,6 +61,22 @@ N_REG, N_PCT, N_IRR, N_FLT, FLT_BYTES, STATUS, N_ONE = range(7)
 KIND_REG, KIND_PCT_VALUE, KIND_PDF, KIND_CDF, KIND_ONE_VALUE, KIND_ONE_PDF, KIND_ONE_CDF = range(7)
 
 
+def _numba_options() -> set[str]:
+    """The njit options this numba knows (``_nrt`` and ``forceinline`` are numba's own but
+    little documented: a numba without them still compiles the scanner, only slower)."""
+    try:
+        from numba.core.cpu import CPUTargetOptions
+        from numba.core.options import TargetOptions
+
+        return {
+            k
+            for k in dir(CPUTargetOptions)
+            if isinstance(getattr(CPUTargetOptions, k), TargetOptions.Mapping)
+        }
+    except (ImportError, AttributeError):  # pragma: no cover - a numba with another layout
+        return {"nogil"}
+
+
 def _jit(func, inline: bool = False):
     """njit without numba's reference counting (``_nrt=False``: nothing here allocates, and
     the atomic incref/decref of every array handed to a helper was a third of the scan), small
@@ -69,6 +85,7 @@ def _jit(func, inline: bool = False):
     options = {"nogil": True, "_nrt": False}
     if inline:
         options["forceinline"] = True
+    options = {k: v for k, v in options.items() if k in _KNOWN_OPTIONS}
     try:
         return numba.njit(cache=True, **options)(func)
     except RuntimeError:  # no cache locator (read-only install, no home): compile per process
@@ -633,6 +650,7 @@ def _dumps(lines, n_first, begins, ends, dump, inside):
 
 
 if HAVE_NUMBA:
+    _KNOWN_OPTIONS = _numba_options()
     _token_kind = _jit(_token_kind, inline=True)
     _parse_int = _jit(_parse_int, inline=True)
     _load = _jit(_load, inline=True)
