@@ -544,29 +544,12 @@ def _scan(
                             val_arr = reg_val
                             int_arr = reg_int
                             ok_arr = reg_ok
+                        flt = (flt_buf, flt_off, flt_kind, flt_row)
                         if not (kind == 1 and _parse_int(data, vs, ve, val_arr, int_arr, ok_arr, row)):
-                            for k in range(vs, ve):
-                                flt_buf[fb] = data[k]
-                                fb += 1
-                            flt_kind[n_flt] = vk
-                            flt_row[n_flt] = row
-                            n_flt += 1
-                            flt_off[n_flt] = fb
+                            n_flt, fb = _push(data, vs, ve, vk, row, *flt, n_flt, fb)
                         if pct:
-                            for k in range(ps, pe - 1):
-                                flt_buf[fb] = data[k]
-                                fb += 1
-                            flt_kind[n_flt] = KIND_PDF
-                            flt_row[n_flt] = row
-                            n_flt += 1
-                            flt_off[n_flt] = fb
-                            for k in range(cs, cend - 1):
-                                flt_buf[fb] = data[k]
-                                fb += 1
-                            flt_kind[n_flt] = KIND_CDF
-                            flt_row[n_flt] = row
-                            n_flt += 1
-                            flt_off[n_flt] = fb
+                            n_flt, fb = _push(data, ps, pe - 1, KIND_PDF, row, *flt, n_flt, fb)
+                            n_flt, fb = _push(data, cs, cend - 1, KIND_CDF, row, *flt, n_flt, fb)
             if not ok and p1 > ls and p1 < ce:
                 first = n_one
                 ok, n_one, n_flt, fb = _oneline(

@@ -752,17 +752,7 @@ def _assemble_native(
             .filter(pl.Series(np.isin(stat, np.asarray(sizes, np.int32))))
         )
         frames.append(_name_buckets(side_frame, [plain]))
-    main = pl.concat(frames) if len(frames) > 1 else frames[0]
-    if truncated:
-        notes.append(f"dump {len(begins) - 1} has no End marker (truncated file); kept its complete lines")
-    return StatsDumps(
-        frame=_final_columns(main, tuple(messages)),
-        path=path,
-        messages=tuple(messages),
-        truncated=truncated,
-        skipped_lines=len(bad_lines),
-        notes=tuple(notes),
-    )
+    return _result(path, frames, messages, truncated, len(bad_lines), notes)
 
 
 def _native_oneline(
@@ -979,15 +969,27 @@ def _finish(
         del lf
     if has_side:
         frames[-1] = _name_buckets(frames[-1], frames[:-1] or [frames[-1]])
+    return _result(path, frames, messages, truncated, len(bad_lines), notes)
+
+
+def _result(
+    path: Path,
+    frames: list[pl.DataFrame],
+    messages: list[str | None],
+    truncated: bool,
+    skipped: int,
+    notes: list[str],
+) -> StatsDumps:
+    """The parts (stat rows, then side rows) as one table with what the parse noticed."""
     main = pl.concat(frames) if len(frames) > 1 else frames[0]
     if truncated:
-        notes.append(f"dump {len(begins) - 1} has no End marker (truncated file); kept its complete lines")
+        notes.append(f"dump {len(messages) - 1} has no End marker (truncated file); kept its complete lines")
     return StatsDumps(
         frame=_final_columns(main, tuple(messages)),
         path=path,
         messages=tuple(messages),
         truncated=truncated,
-        skipped_lines=len(bad_lines),
+        skipped_lines=skipped,
         notes=tuple(notes),
     )
 
