@@ -27,8 +27,8 @@ import pandas as pd
 import yaml
 
 from analytical.ops import OP_CLASSES
-from workloads import atomic
-from workloads.errors import InputError, close_matches
+from foundation import atomic
+from foundation.errors import InputError, close_matches
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from analytical.hardware import GiB, HardwareSpec, KiB, MiB, gem5_machine
-from workloads.errors import InputError, unknown_name
+from foundation.errors import InputError, unknown_name
 
 _LAUNCH_S = 4e-6
 
@@ -173,8 +173,8 @@ _PARTS: tuple[HardwareSpec, ...] = (
     ),
 )
 
-#: gem5 machines: name -> device argument of ``gem5_machine``.
-GEM5_MACHINES = {"gem5-mi200": "mi200", "gem5-mi300": "mi300", "gem5-mi300x": "mi300"}
+#: gem5 machines (gem5's simulated machine, not the datasheet part); ``gem5-mi300`` is accepted too.
+GEM5_MACHINES = ("gem5-mi200", "gem5-mi300x")
 
 
 def _index() -> dict[str, HardwareSpec]:
@@ -187,7 +187,7 @@ def _index() -> dict[str, HardwareSpec]:
 
 def list_hardware() -> list[str]:
     """Canonical catalog names, datasheet parts first, then the gem5 machines."""
-    return [p.name for p in _PARTS] + ["gem5-mi200", "gem5-mi300"]
+    return [p.name for p in _PARTS] + list(GEM5_MACHINES)
 
 
 def get_hardware(name: str, gem5_version: str = "v24.0", **gem5_overrides: Any) -> HardwareSpec:
@@ -198,14 +198,14 @@ def get_hardware(name: str, gem5_version: str = "v24.0", **gem5_overrides: Any) 
     """
     key = name.strip().lower()
     overrides = {k: v for k, v in gem5_overrides.items() if v is not None}
-    if key in GEM5_MACHINES:
-        return gem5_machine(GEM5_MACHINES[key], gem5_version, **overrides)
+    if key.startswith(("gem5-", "gem5_")):
+        return gem5_machine(key, gem5_version, **overrides)
     part = _index().get(key)
     if part is None:
         raise unknown_name("hardware", name, list_hardware())
     if overrides:
         opts = ", ".join(sorted(overrides))
         raise InputError(
-            f"hardware {name!r} is a datasheet part; gem5 options ({opts}) apply only to gem5-mi200/gem5-mi300"
+            f"hardware {name!r} is a datasheet part; gem5 options ({opts}) apply only to the gem5 machines gem5-mi200/gem5-mi300x"
         )
     return part

@@ -34,7 +34,7 @@ import pandas as pd
 
 from analytical.calibration import CalibrationFactors
 from analytical.hardware import DTYPE_CLASSES, HardwareSpec
-from workloads.errors import InputError
+from foundation.errors import InputError
 
 ESTIMATORS = ("roofline", "simple", "tiling", "cache", "waves", "full")
 #: Op-table columns the estimators read but the result does not repeat.
@@ -140,7 +140,7 @@ def estimate(
     is an (machines x ops) array; op columns broadcast along the first axis.
     """
     if estimator not in ESTIMATORS:
-        from workloads.errors import unknown_name
+        from foundation.errors import unknown_name
 
         raise unknown_name("estimator", estimator, ESTIMATORS)
     hw_list = [hardware] if isinstance(hardware, HardwareSpec) else list(hardware)

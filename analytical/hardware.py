@@ -157,13 +157,13 @@ GEM5_DRAM_TYPES: dict[str, DramInterface] = {
 
 def dram_peak_bytes_per_s(dram_type: str, channels: int) -> float:
     """Peak DRAM bandwidth of ``channels`` controllers of a gem5 DRAM class."""
-    from workloads.errors import unknown_name
+    from foundation.errors import unknown_name
 
     key = {k.lower(): k for k in GEM5_DRAM_TYPES}.get(dram_type.lower())
     if key is None:
         raise unknown_name("gem5 DRAM type", dram_type, GEM5_DRAM_TYPES)
     if channels < 1:
-        from workloads.errors import InputError
+        from foundation.errors import InputError
 
         raise InputError(f"DRAM channels must be >= 1, got {channels}")
     return GEM5_DRAM_TYPES[key].peak_bytes_per_s * channels
@@ -177,15 +177,6 @@ def dram_peak_bytes_per_s(dram_type: str, channels: int) -> float:
 # From v24.1 (PR #1700) a per-opcode table of matrix-core cycles holds the SIMD for
 # ``cycles * mfma_scale``; PR #2039 made a missing entry a panic; PR #2802 added CDNA4.
 # --------------------------------------------------------------------------------------------
-
-#: gem5 version -> MFMA timing model: "issue_period" (pre-#1700) or "cycle_table" (#1700+).
-MFMA_TIMING_BY_VERSION: dict[str, str] = {
-    "v24.0": "issue_period",
-    "v24.1": "cycle_table",
-    "v25.0": "cycle_table",
-    "v25.1": "cycle_table",
-    "develop": "cycle_table",
-}
 
 #: The MFMA each dtype class is assumed to run as (what hipBLASLt/Tensile kernels on gfx90a/gfx942
 #: use: kernel names carry ``MI16x16x1``), with the FLOPs one wavefront-instruction does.
@@ -203,31 +194,14 @@ MFMA_CYCLES: dict[str, dict[str, int]] = {
     "gfx942": {"fp16_matrix": 16, "bf16_matrix": 16, "fp8_matrix": 16, "fp32_matrix": 32},
 }
 
-_GEM5_DEVICES = {"mi200": ("MI200", "gfx90a", 4), "mi300": ("MI300X", "gfx942", 40)}
-_GEM5_DEVICE_ALIASES = {
-    "mi200": "mi200",
-    "mi210": "mi200",
-    "mi250x": "mi200",
-    "gfx90a": "mi200",
-    "mi300": "mi300",
-    "mi300x": "mi300",
-    "gfx942": "mi300",
-}
+_GFX = {"mi200": "gfx90a", "mi300x": "gfx942"}
 
 
-def normalise_gem5_version(version: str) -> str:
-    """'24.0.0.1', 'v24.0', 'V24.1.0' -> the key in MFMA_TIMING_BY_VERSION."""
-    from workloads.errors import unknown_name
+def mfma_timing(gem5_version: str) -> str:
+    """The MFMA timing model of a gem5 version: ``issue_period`` or ``cycle_table``."""
+    from foundation.gem5_names import version_facts
 
-    text = version.strip().lower()
-    if text in ("develop", "dev", "stable"):
-        return "develop" if text != "stable" else "v24.0"
-    text = text.removeprefix("v")
-    parts = text.split(".")
-    key = "v" + ".".join(parts[:2]) if len(parts) >= 2 else "v" + text + ".0"
-    if key not in MFMA_TIMING_BY_VERSION:
-        raise unknown_name("gem5 version", version, MFMA_TIMING_BY_VERSION)
-    return key
+    return version_facts(gem5_version).mfma_timing
 
 
 def gem5_flops_per_clock_per_cu(config: Gem5GpuConfig, gfx: str, gem5_version: str) -> dict[str, float]:
@@ -239,7 +213,7 @@ def gem5_flops_per_clock_per_cu(config: Gem5GpuConfig, gfx: str, gem5_version: s
     (CDNA3) FP16 FLOP/clk/CU at scale 1. FP32 vector: 4 SIMDs x wf_size lanes x 2 (FMA) per
     ``issue_period`` cycles.
     """
-    model = MFMA_TIMING_BY_VERSION[normalise_gem5_version(gem5_version)]
+    model = mfma_timing(gem5_version)
     simds = config.simds_per_cu
     peaks: dict[str, float] = {"fp32_vector": simds * config.wf_size * 2 / config.issue_period}
     for cls, cycles in MFMA_CYCLES[gfx].items():
@@ -253,37 +227,134 @@ def gem5_flops_per_clock_per_cu(config: Gem5GpuConfig, gfx: str, gem5_version: s
     return peaks
 
 
-def gem5_machine(device: str = "mi300", gem5_version: str = "v24.0", **overrides: Any) -> HardwareSpec:
+def _power_of_two(name: str, value: int, why: str) -> None:
+    from foundation.errors import InputError
+
+    if value < 1 or value & (value - 1):
+        raise InputError(f"{name}: must be a power of two ({why}), got {value}")
+
+
+def check_gem5_config(config: Gem5GpuConfig, gem5_version: str) -> Gem5GpuConfig:
+    """The one validator of gem5 GPU knobs: what gem5 ``gem5_version`` can build, or an error.
+
+    ``layerlab estimate``, ``layerlab render`` and experiment specs all come through here, so a
+    machine one accepts the others accept too. Returns the config with the DRAM class spelled
+    as gem5 spells it. Raises ``InputError`` naming the knob.
+    """
+    from foundation.errors import InputError, unknown_name
+    from foundation.gem5_names import gem5_device, version_facts
+    from foundation.units import size_text
+
+    facts = version_facts(gem5_version)
+    device = gem5_device(config.device)
+    for name in Gem5GpuConfig.__dataclass_fields__:
+        value = getattr(config, name)
+        if isinstance(value, bool) or (
+            name not in ("device", "dram_type", "reg_alloc_policy") and not isinstance(value, int | float)
+        ):
+            raise InputError(f"gpu.{name}: expected a number, got {value!r}")
+    for name in (
+        "num_cus",
+        "simds_per_cu",
+        "wfs_per_simd",
+        "wf_size",
+        "vreg_file_size",
+        "sreg_file_size",
+        "tcp_assoc",
+        "sqc_assoc",
+        "cu_per_sqc",
+        "tcc_assoc",
+        "num_tccs",
+        "dram_channels",
+        "issue_period",
+    ):
+        value = getattr(config, name)
+        if not float(value).is_integer() or value < 1:
+            raise InputError(f"gpu.{name}: must be a whole number >= 1, got {value}")
+    if config.num_cus % config.cu_per_sqc:
+        raise InputError(
+            f"gpu.num_cus: {config.num_cus} is not a multiple of cu_per_sqc={config.cu_per_sqc} (gem5 shares "
+            "one SQC and scalar cache per cu_per_sqc CUs; mi300.py rounds 38 up to 40 for this)"
+        )
+    for name in ("sys_clock_hz", "gpu_clock_hz"):
+        if getattr(config, name) <= 0:
+            raise InputError(f"gpu.{name}: must be > 0, got {getattr(config, name)}")
+    _power_of_two("gpu.num_tccs", config.num_tccs, "gem5 interleaves TCC banks by address bits")
+    _power_of_two(
+        "gpu.dram_channels", config.dram_channels, "gem5 interleaves GPU directories by address bits"
+    )
+    for name in ("tcp_bytes", "sqc_bytes", "tcc_bytes", "lds_bytes"):
+        value = getattr(config, name)
+        if not float(value).is_integer() or value <= 0 or value % 1024:
+            raise InputError(f"gpu.{name}: must be a positive whole number of KiB, got {value} bytes")
+    if (config.tcc_bytes // config.num_tccs) % 1024 or config.tcc_bytes % config.num_tccs:
+        raise InputError(
+            f"gpu.tcc_bytes: {size_text(int(config.tcc_bytes))} does not split into {config.num_tccs} whole-KiB TCC banks"
+        )
+    if config.reg_alloc_policy not in REG_ALLOC_POLICIES:
+        raise unknown_name("register allocation policy", str(config.reg_alloc_policy), REG_ALLOC_POLICIES)
+    canonical = {k.lower(): k for k in GEM5_DRAM_TYPES}.get(str(config.dram_type).lower())
+    if canonical is None:
+        raise unknown_name("GPU DRAM type", str(config.dram_type), GEM5_DRAM_TYPES)
+    if config.mfma_scale <= 0:
+        raise InputError(f"gpu.mfma_scale: must be > 0, got {config.mfma_scale}")
+    if config.mfma_scale != 1.0 and not facts.has_mfma_scale:
+        raise InputError(
+            f"gpu.mfma_scale: gem5 {facts.profile} has no --mfma-scale (no MFMA timing table: it arrived "
+            "with PR #1700 on develop and ships from v25); MFMAs there cost --issue-period cycles"
+        )
+    if facts.gpu_memory_must_be_16gib and config.gpu_mem_bytes != 16 * GiB:
+        raise InputError(
+            f"gpu.gpu_mem_bytes: gem5 {facts.profile} requires exactly 16 GiB of GPU memory "
+            f"(amdgpu_device.cc fatals otherwise), got {size_text(int(config.gpu_mem_bytes))}"
+        )
+    return replace(config, device=device, dram_type=canonical)
+
+
+#: gem5 --reg-alloc-policy values (gem5's Python turns any other string into empty pools, silently).
+REG_ALLOC_POLICIES = ("dynamic", "simple")
+#: CUs of the machine gem5's stock config builds per device (gem5 -u default 4; mi300.py forces 40).
+GEM5_DEFAULT_CUS = {"mi200": 4, "mi300x": 40}
+
+
+def gem5_config(device: str = "mi300x", gem5_version: str = "v24.0", **overrides: Any) -> Gem5GpuConfig:
+    """The validated knobs of gem5's machine for ``device`` with ``overrides`` applied."""
+    from foundation.errors import unknown_name
+    from foundation.gem5_names import gem5_device
+
+    key = gem5_device(device)
+    known = set(Gem5GpuConfig.__dataclass_fields__) - {"device"}
+    bad = sorted(set(overrides) - known)
+    if bad:
+        raise unknown_name("gem5 GPU knob", bad[0], known)
+    clean = {k: v for k, v in overrides.items() if v is not None}
+    config = Gem5GpuConfig(device=key, num_cus=GEM5_DEFAULT_CUS[key]).with_overrides(**clean)
+    return check_gem5_config(config, gem5_version)
+
+
+def gem5_machine(device: str = "mi300x", gem5_version: str = "v24.0", **overrides: Any) -> HardwareSpec:
     """The machine gem5 simulates for ``mi200.py``/``mi300.py`` with ``overrides`` applied.
 
     ``overrides`` are ``Gem5GpuConfig`` fields (``num_cus``, ``sys_clock_hz``, ``tcc_bytes``,
-    ``num_tccs``, ``dram_type``, ``dram_channels``, ``mfma_scale``...). mi200 defaults to gem5's
-    4 CUs; mi300 to the 40 CUs stock mi300.py forces.
+    ``num_tccs``, ``dram_type``, ``dram_channels``, ``mfma_scale``...), validated by
+    ``check_gem5_config`` -- the same rules ``layerlab render`` applies. mi200 defaults to gem5's
+    4 CUs; mi300x to the 40 CUs stock mi300.py forces.
     """
-    from workloads.errors import InputError, unknown_name
+    config = gem5_config(device, gem5_version, **overrides)
+    return machine_of(config, gem5_version)
 
-    key = _GEM5_DEVICE_ALIASES.get(device.strip().lower().removeprefix("gem5-"))
-    if key is None:
-        raise unknown_name("gem5 device", device, _GEM5_DEVICE_ALIASES)
-    gpu_device, gfx, default_cus = _GEM5_DEVICES[key]
-    version = normalise_gem5_version(gem5_version)
-    known = set(Gem5GpuConfig.__dataclass_fields__)
-    bad = sorted(set(overrides) - known)
-    if bad:
-        raise unknown_name("gem5 GPU option", bad[0], known)
-    clean = {k: v for k, v in overrides.items() if v is not None}
-    for name, value in clean.items():
-        if isinstance(value, int | float) and not isinstance(value, bool) and value <= 0:
-            raise InputError(f"gem5 option {name} must be positive, got {value}")
-    if "dram_type" in clean:  # canonical gem5 class name, whatever case the user typed
-        canonical = {k.lower(): k for k in GEM5_DRAM_TYPES}.get(str(clean["dram_type"]).lower())
-        if canonical is None:
-            raise unknown_name("gem5 DRAM type", str(clean["dram_type"]), GEM5_DRAM_TYPES)
-        clean["dram_type"] = canonical
-    config = Gem5GpuConfig(device=gpu_device.lower(), num_cus=default_cus).with_overrides(**clean)
+
+def machine_of(config: Gem5GpuConfig, gem5_version: str) -> HardwareSpec:
+    """The roofline machine of validated knobs (what ``estimate`` and reports compare against)."""
+    from foundation.gem5_names import gem5_hardware_name, gem5_profile
+
+    config = check_gem5_config(config, gem5_version)
+    version = gem5_profile(gem5_version)
+    gfx = _GFX[config.device]
     bandwidth = dram_peak_bytes_per_s(config.dram_type, config.dram_channels)
+    name = gem5_hardware_name(config.device)
     return HardwareSpec(
-        name=f"gem5-{key}",
+        name=name,
         compute_units=config.num_cus,
         clock_hz=config.sys_clock_hz,
         flops_per_clock_per_cu=gem5_flops_per_clock_per_cu(config, gfx, version),
@@ -295,10 +366,10 @@ def gem5_machine(device: str = "mi300", gem5_version: str = "v24.0", **overrides
         l1_bytes_per_cu=config.tcp_bytes,
         source="gem5",
         notes=(
-            f"as simulated by gem5 {version} ({MFMA_TIMING_BY_VERSION[version]} MFMA model), {gfx}, "
-            f"{config.num_cus} CUs @ {config.sys_clock_hz / 1e9:g} GHz, "
-            f"{config.dram_channels}x {config.dram_type}"
+            f"gem5's simulated {config.device} machine (not the datasheet part), gem5 {version} "
+            f"({mfma_timing(version)} MFMA model), {gfx}, {config.num_cus} CUs @ "
+            f"{config.sys_clock_hz / 1e9:g} GHz, {config.dram_channels}x {config.dram_type}"
         ),
         gem5=config,
-        aliases=(key, f"gem5-{gpu_device.lower()}"),
+        aliases=(name, name.removesuffix("x")),
     )

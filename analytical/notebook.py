@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from workloads.errors import InputError
+from foundation.errors import InputError
 
 
 @dataclass(frozen=True)

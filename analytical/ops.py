@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from workloads.errors import InputError, unknown_name
+from foundation.errors import InputError, unknown_name
 from workloads.models import ModelConfig
 
 ENGINES = ("hf-eager", "vllm")

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from analytical.hardware import HardwareSpec
-from workloads import atomic
+from foundation import atomic
 
 _CLASS_COLOURS = {
     "gemm": "tab:blue",

@@ -16,7 +16,7 @@ Public API::
     build_command(params).argv             # the gem5 argv (cwd = run directory)
     read_params("runs/l3").gpu             # later: the Gem5GpuConfig that was simulated
 
-The simulate loop writes the events side-file whose schema lives in ``workloads.events``.
+The simulate loop writes the events side-file whose schema lives in ``foundation.events``.
 """
 
 from gem5_configs.command import Gem5Command, build_command

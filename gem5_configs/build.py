@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from workloads import atomic
-from workloads.errors import InputError
+from foundation import atomic
+from foundation.errors import InputError
 
 TARGET = "build/VEGA_X86/gem5.opt"
 DEFAULT_IMAGE = "ghcr.io/gem5/gpu-fs:latest"

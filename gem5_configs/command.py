@@ -4,7 +4,9 @@ The argv is meant to be run with the run directory as the working directory: the
 guest scripts are named relative to it and gem5 writes to ``m5out/`` there, so the same inputs
 give the same argv wherever the run directory lives (and the run's content hash stays stable).
 User files (kernel, disks, gem5 tree, checkpoints) keep their absolute host paths; inside a
-container each is bind-mounted at a fixed mount point and the argv names the mount point.
+container each is bind-mounted at a fixed mount point and the argv names the mount point. The
+command is the *instantiation* of a run on one host: the config script itself holds no host
+path (gem5's own ``--path`` puts the tree's ``configs/`` on ``sys.path``; input paths are options).
 
 Every option is checked against the version profile's option tables, so a command never asks
 a gem5 release for an option it does not define.
@@ -12,10 +14,11 @@ a gem5 release for an option it does not define.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from pathlib import PurePosixPath
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
 from typing import Any
 
+from foundation.units import frequency_text
 from gem5_configs.params import CPU_TYPES, OUTDIR, RenderParams
 from gem5_configs.profiles import VersionProfile
 
@@ -29,6 +32,9 @@ CONTAINER_RUN = "/layerlab/run"
 CONTAINER_GEM5 = "/layerlab/gem5"
 CONTAINER_INPUTS = "/layerlab/inputs"
 CONTAINER_CHECKPOINT = "/layerlab/checkpoint"
+CONTAINER_BINARY = "/layerlab/bin/gem5.opt"
+#: Script options that name host paths: given on the command line, never baked into the script.
+PATH_OPTIONS = ("--kernel", "--disk-image", "--second-disk", "--checkpoint-dir", "--restore-dir")
 
 
 class OptionTableError(ValueError):
@@ -73,7 +79,6 @@ class Gem5Command:
     style: str
     outdir: str = OUTDIR
     container: ContainerSpec | None = None
-    alternatives: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -81,7 +86,6 @@ class Gem5Command:
             "cwd": ".",
             "style": self.style,
             "outdir": self.outdir,
-            "alternatives": {k: list(v) for k, v in sorted(self.alternatives.items())},
         }
         data["container"] = self.container.to_json() if self.container else None
         return data
@@ -110,11 +114,24 @@ class _PathMap:
 
 
 def gem5_configs_dir(params: RenderParams) -> str:
-    """The gem5 ``configs/`` directory as the rendered script will see it."""
+    """The gem5 ``configs/`` directory as gem5 sees it (host path, or its container mount)."""
     assert params.gem5_src is not None
     if params.docker_image:
         return f"{CONTAINER_GEM5}/configs"
     return f"{params.gem5_src}/configs"
+
+
+def container_binary(params: RenderParams) -> str | None:
+    """The host gem5 binary a container run mounts: gem5's gpu-fs image holds none.
+
+    ``--gem5 PATH`` when it is a file, else the tree's ``build/VEGA_X86/gem5.opt``; None when
+    neither exists on this host (the run cannot start here; render says so).
+    """
+    given = Path(params.gem5_binary).expanduser()
+    if "/" in params.gem5_binary and given.is_file():
+        return str(given.resolve())
+    built = Path(params.gem5_src or "") / "build" / "VEGA_X86" / "gem5.opt"
+    return str(built) if built.is_file() else None
 
 
 def _size(version: VersionProfile, num_bytes: int) -> str:
@@ -122,10 +139,7 @@ def _size(version: VersionProfile, num_bytes: int) -> str:
 
 
 def clock_text(hz: float) -> str:
-    for unit, scale in (("GHz", 1e9), ("MHz", 1e6), ("kHz", 1e3)):
-        if hz >= scale and float(hz / scale).is_integer():
-            return f"{int(hz // scale)}{unit}"
-    return f"{hz:g}Hz"
+    return frequency_text(hz)
 
 
 def script_options(params: RenderParams, paths: _PathMap | None = None) -> list[tuple[str, Any]]:
@@ -175,7 +189,7 @@ def script_options(params: RenderParams, paths: _PathMap | None = None) -> list[
         ("--dgpu-mem-type", gpu.dram_type),
         ("--dgpu-num-dirs", gpu.dram_channels),
     ]
-    if version.mfma_timing_table:
+    if version.has_mfma_scale:  # the v25 line only: no v24.x release has the option or the table
         opts.append(("--mfma-scale", gpu.mfma_scale))
     opts.append(("--skip-until-gpu-kernel", params.skip_until))
     opts.append(("--exit-after-gpu-kernel", -1 if params.exit_after is None else params.exit_after))
@@ -200,6 +214,7 @@ def gem5_binary_options(params: RenderParams) -> list[tuple[str, Any]]:
     """Options for the gem5 binary itself (before the script)."""
     opts: list[tuple[str, Any]] = [
         ("--outdir", params.outdir),
+        ("--path", gem5_configs_dir(params)),  # prepended to sys.path: the script imports configs/
         ("--redirect-stdout", None),  # m5out/simout.txt (renamed from simout in v23.1)
         ("--redirect-stderr", None),  # m5out/simerr.txt
     ]
@@ -234,39 +249,35 @@ def build_command(params: RenderParams) -> Gem5Command:
     """The argv list for ``params`` (host binary, or a container spec when ``docker_image`` is set)."""
     version = params.version
     gem5_opts = gem5_binary_options(params)
-    host_script_opts = script_options(params)
+    host_script_opts = _style_options(params, script_options(params))
     check_options(version, gem5_opts, host_script_opts)
-    binary = params.gem5_binary
-    classic = (binary, *_argv_items(gem5_opts), CONFIG_SCRIPT, *_argv_items(host_script_opts))
-    alternatives: dict[str, tuple[str, ...]] = {}
-    if version.stdlib_gpu_board:
-        # The stdlib script carries its settings inside; only gem5's own options go on the line.
-        alternatives["stdlib"] = (binary, *_argv_items(gem5_opts), STDLIB_SCRIPT)
-    if params.script_style == "stdlib":
-        argv, alternatives = alternatives["stdlib"], {"classic": classic}
-    else:
-        argv = classic
+    argv = (params.gem5_binary, *_argv_items(gem5_opts), _script(params), *_argv_items(host_script_opts))
     container = _container(params, gem5_opts) if params.docker_image else None
-    return Gem5Command(
-        argv=argv,
-        style=params.script_style,
-        outdir=params.outdir,
-        container=container,
-        alternatives=alternatives,
-    )
+    return Gem5Command(argv=argv, style=params.script_style, outdir=params.outdir, container=container)
+
+
+def _script(params: RenderParams) -> str:
+    return STDLIB_SCRIPT if params.script_style == "stdlib" else CONFIG_SCRIPT
+
+
+def _style_options(params: RenderParams, opts: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
+    """The stdlib script holds its machine inside and takes only the host paths as options."""
+    if params.script_style == "stdlib":
+        host_side = (*PATH_OPTIONS, "--kvm-perf")
+        return [(flag, value) for flag, value in opts if flag in host_side]
+    return opts
 
 
 def _container(params: RenderParams, gem5_opts: list[tuple[str, Any]]) -> ContainerSpec:
     assert params.docker_image and params.gem5_src
     paths = _PathMap(True)
-    gem5_dir = paths.directory(params.gem5_src, CONTAINER_GEM5, "ro")
-    opts = script_options(params, paths)
+    paths.directory(params.gem5_src, CONTAINER_GEM5, "ro")
+    opts = _style_options(params, script_options(params, paths))
     check_options(params.version, gem5_opts, opts)
-    binary = f"{gem5_dir}/build/VEGA_X86/gem5.opt"
-    if params.script_style == "stdlib":
-        argv = (binary, *_argv_items(gem5_opts), STDLIB_SCRIPT)
-    else:
-        argv = (binary, *_argv_items(gem5_opts), CONFIG_SCRIPT, *_argv_items(opts))
+    host_binary = container_binary(params)
+    if host_binary is not None:
+        paths.mounts.append(Mount(host_binary, CONTAINER_BINARY, "ro"))
+    argv = (CONTAINER_BINARY, *_argv_items(gem5_opts), _script(params), *_argv_items(opts))
     mounts = [Mount(".", CONTAINER_RUN, "rw"), *paths.mounts]
     security = ("seccomp=unconfined",) if params.kvm_perf and params.cpu_type == "kvm" else ()
     devices = ("/dev/kvm:/dev/kvm:rwm",) if params.cpu_type == "kvm" else ()
@@ -291,6 +302,8 @@ def option_defaults(params: RenderParams, paths_in_container: bool = False) -> d
         paths.directory(params.gem5_src or "", CONTAINER_GEM5, "ro")
     out: dict[str, Any] = {}
     for flag, value in script_options(params, paths):
+        if flag in PATH_OPTIONS:
+            continue  # host paths come from the command line (the instantiation), never the script
         kind = version.script_options[flag]
         dest = flag.lstrip("-").replace("-", "_")
         if kind == "flag":

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from workloads.errors import InputError, unknown_name
+from foundation.errors import InputError, unknown_name
 
 #: The devices layerlab renders (gem5 ``--gpu-device`` MI200 / MI300X).
 DEVICES = ("mi200", "mi300x")
@@ -45,7 +45,6 @@ class VersionProfile:
     kvm_perf_on_by_default: bool
     size_unit: str  # "GB" (v24.0) or "GiB"
     has_gpu_rom_option: bool
-    mfma_timing_table: bool
     exit_api: str  # "classic" | "hypercall"
     stdlib_gpu_board: bool
     disk_image_generation: int  # 2024 | 2025
@@ -71,6 +70,13 @@ class VersionProfile:
             raise InputError(f"memory size {num_bytes} bytes is not a whole number of KiB")
         return f"{num_bytes // 1024}{kib_unit}"
 
+    @property
+    def has_mfma_scale(self) -> bool:
+        """``--mfma-scale`` and the MFMA timing table behind it (the v25 line only)."""
+        from foundation.gem5_names import version_facts
+
+        return version_facts(self.name).has_mfma_scale
+
     def has_option(self, flag: str) -> bool:
         return flag in self.script_options
 
@@ -90,7 +96,6 @@ def _load(name: str, data: dict[str, Any]) -> VersionProfile:
             kvm_perf_on_by_default=data["kvm_perf"]["perf_on_by_default"],
             size_unit=data["size_unit"],
             has_gpu_rom_option=data["has_gpu_rom_option"],
-            mfma_timing_table=data["mfma_timing_table"],
             exit_api=data["exit_api"],
             stdlib_gpu_board=data["stdlib_gpu_board"],
             disk_image_generation=int(data["disk_image_generation"]),
@@ -119,19 +124,12 @@ def all_profiles() -> dict[str, VersionProfile]:
     return out
 
 
-def _matches(profile_name: str, wanted: str) -> bool:
-    """``v24.0`` also answers to ``24.0`` and release tags such as ``v24.0.0.1`` or ``25.0.0``."""
-    bare, wanted = profile_name.removeprefix("v"), wanted.removeprefix("v")
-    return wanted == bare or (
-        wanted.startswith(bare + ".") and wanted[len(bare) + 1 :].replace(".", "").isdigit()
-    )
-
-
 def get_profile(name: str) -> VersionProfile:
-    """Look a gem5 version up by profile name or a release spelling; close matches on a miss."""
+    """A gem5 version by profile name or any release spelling (``foundation.gem5_names``)."""
+    from foundation.gem5_names import gem5_profile
+
     profiles = all_profiles()
-    wanted = name.strip()
-    for profile in profiles.values():
-        if _matches(profile.name, wanted):
-            return profile
-    raise unknown_name("gem5 version", name, profiles)
+    key = gem5_profile(name)
+    if key not in profiles:
+        raise unknown_name("gem5 version", name, profiles)
+    return profiles[key]

@@ -1,8 +1,15 @@
-"""Render a run directory: config script(s), guest script, params.json, command.json.
+"""Render a run directory: the simulation's files, then this host's instantiation of it.
+
+Simulation (the same on every host; ``run_id`` names it):
+    ``gem5_config.py`` or ``gem5_config_stdlib.py``, ``guest_run.sh``, ``params.json``
+    (machine, workload with input digests, gem5 identity, loop settings, ``run_id``).
+Instantiation (per host):
+    ``command.json`` (argv, cwd = the run directory, or a container spec), ``run.sh`` (runs it,
+    like Accel-Sim's ``justrun.sh``), ``instantiation.json`` (host paths, binary, container).
 
 Rendering is a pure function of ``RenderParams``: the same parameters give byte-identical files
-(sorted keys, no timestamps, no temporary paths), so ``content_hash`` can name the run. Writing
-is atomic per file and happens only after everything rendered, so bad input writes nothing.
+(sorted keys, no timestamps, no temporary paths). Writing is atomic per file and happens only
+after everything rendered, so bad input writes nothing.
 """
 
 from __future__ import annotations
@@ -17,6 +24,17 @@ from typing import Any
 
 import jinja2
 
+from foundation import atomic, events
+from foundation.digests import text_digest
+from foundation.errors import InputError
+from foundation.rundir import (
+    COMMAND_FILE,
+    INSTANTIATION_FILE,
+    PARAMS_FILE,
+    RUN_SCHEMA,
+    RUN_SCRIPT,
+    read_json_record,
+)
 from gem5_configs.command import (
     CONFIG_SCRIPT,
     GUEST_SCRIPT,
@@ -24,18 +42,16 @@ from gem5_configs.command import (
     Gem5Command,
     build_command,
     clock_text,
-    gem5_configs_dir,
     option_defaults,
 )
-from gem5_configs.params import CPU_TYPES, RenderParams, params_from_json
-from workloads import atomic, events
-from workloads.errors import InputError
+from gem5_configs.params import CHECKPOINT_ID_FILE, CPU_TYPES, RenderParams, params_from_json
 
-PARAMS_FILE = "params.json"
-COMMAND_FILE = "command.json"
-RENDER_SCHEMA = "layerlab-render/1"
+RENDER_SCHEMA = RUN_SCHEMA
+#: Files of the simulation (host-independent) and of one host's instantiation.
+SIMULATION_FILES = frozenset({CONFIG_SCRIPT, STDLIB_SCRIPT, GUEST_SCRIPT, PARAMS_FILE})
+INSTANTIATION_FILES = frozenset({COMMAND_FILE, RUN_SCRIPT, INSTANTIATION_FILE})
 #: Every file name a render may write.
-RENDER_FILES = frozenset({CONFIG_SCRIPT, STDLIB_SCRIPT, GUEST_SCRIPT, PARAMS_FILE, COMMAND_FILE})
+RENDER_FILES = SIMULATION_FILES | INSTANTIATION_FILES
 
 
 def py_literal(value: Any, indent: int = 0) -> str:
@@ -74,11 +90,12 @@ def _environment() -> jinja2.Environment:
 
 @dataclass(frozen=True)
 class RenderedRun:
-    """The files of one run (name → text), its command and content hash."""
+    """The files of one run (name → text), its command, ``run_id`` and content hash."""
 
     files: dict[str, str]
     command: Gem5Command
     content_hash: str
+    run_id: str
 
     def write(self, out_dir: str | Path) -> list[Path]:
         """Write every file atomically into ``out_dir``; return the paths written."""
@@ -90,7 +107,7 @@ class RenderedRun:
             path = out / name
             atomic.write_text(path, self.files[name])
             written.append(path)
-        for name in (GUEST_SCRIPT,):
+        for name in (GUEST_SCRIPT, RUN_SCRIPT):
             if name in self.files:
                 (out / name).chmod(0o755)
         # A re-render into the same directory must not leave a previous render's extra file behind.
@@ -99,10 +116,22 @@ class RenderedRun:
         return written
 
 
-def loop_settings(params: RenderParams) -> dict[str, Any]:
+def template_digest() -> str:
+    """Digest of layerlab's templates: a template change is a change of the simulation."""
+    folder = Path(__file__).with_name("templates")
+    parts = [f"{p.name}\0{p.read_text(encoding='utf-8')}" for p in sorted(folder.glob("*.j2"))]
+    return text_digest(RENDER_SCHEMA, *parts)
+
+
+def run_id_of(params: RenderParams) -> str:
+    return params.run_id(template_digest())
+
+
+def loop_settings(params: RenderParams, run_id: str) -> dict[str, Any]:
     """What the simulate loop needs beyond gem5's options (same for both script styles)."""
     return {
-        "checkpoint": params.checkpoint_dir is not None,
+        "run_id": run_id,
+        "checkpoint": params.workload.kind == "boot_checkpoint",
         "debug_at_gpu_task": -1 if params.debug_at_gpu_task is None else params.debug_at_gpu_task,
         "dump_per_kernel": params.per_kernel_dumps,
         "exit_after": -1 if params.exit_after is None else params.exit_after,
@@ -115,7 +144,7 @@ def loop_settings(params: RenderParams) -> dict[str, Any]:
 
 
 def _schema_context() -> dict[str, Any]:
-    """The events schema, taken from workloads.events so the loop cannot drift from it."""
+    """The events schema, taken from foundation.events so the loop cannot drift from it."""
     return {
         "schema": events.SCHEMA,
         "events_filename": events.FILENAME,
@@ -123,32 +152,20 @@ def _schema_context() -> dict[str, Any]:
         "event_fields": tuple(events.EVENT_FIELDS),
         "end_fields": tuple(events.END_FIELDS),
         "cause_kinds": dict(events.CAUSE_KINDS),
+        "checkpoint_id_file": CHECKPOINT_ID_FILE,
     }
 
 
 def _guest_phase(params: RenderParams) -> str:
-    if params.checkpoint_dir is not None:
-        return "boot"
-    if params.restore_dir is not None:
-        return "run"
-    return "full"
+    return {"boot_checkpoint": "boot", "restore": "run", "plain": "full"}[params.workload.kind]
 
 
 def _stdlib_machine(params: RenderParams) -> dict[str, Any]:
+    """The machine the stdlib script builds (no host paths: they arrive as script options)."""
     version, gpu = params.version, params.gpu
-    in_container = params.docker_image is not None
-    # Inside a container the kernel/disk are at the command builder's mount points.
-    command = build_command(params)
-    mounts = {m.host: m.container for m in command.container.mounts} if command.container else {}
-
-    def seen(path: str | None) -> str | None:
-        return None if path is None else (mounts.get(path, path) if in_container else path)
-
     return {
-        "checkpoint_dir": seen(params.checkpoint_dir),
         "clk_freq": clock_text(gpu.sys_clock_hz),
         "cpu_type": params.cpu_type,
-        "disk": seen(params.disk),
         "gpu": {
             "num_cus": gpu.num_cus,
             "cu_per_sqc": gpu.cu_per_sqc,
@@ -161,16 +178,14 @@ def _stdlib_machine(params: RenderParams) -> dict[str, Any]:
             "tcc_size": version.size(gpu.tcc_bytes),
             "tcc_assoc": gpu.tcc_assoc,
             "tcc_count": gpu.num_tccs,
-            "num_memory_channels": gpu.dram_channels,
         },
+        "dram_type": gpu.dram_type,
+        "dram_channels": gpu.dram_channels,
         "gpu_mem_size": version.size(gpu.gpu_mem_bytes),
         "guest_script": GUEST_SCRIPT,
         "host_mem_size": version.size(params.host_mem_bytes),
-        "kernel": seen(params.kernel),
-        "kvm_perf": params.kvm_perf,
-        "mfma_scale": gpu.mfma_scale if version.mfma_timing_table else None,
+        "mfma_scale": gpu.mfma_scale if version.has_mfma_scale else None,
         "num_cpus": params.num_cpus,
-        "restore_dir": seen(params.restore_dir),
         "root_partition": re.sub(r"^\D+", "", params.root_partition),  # "/dev/sda1" -> "1"
     }
 
@@ -181,24 +196,25 @@ def render_run(params: RenderParams) -> RenderedRun:
     dev = version.device(params.device)
     env = _environment()
     command = build_command(params)
-    settings = loop_settings(params)
+    run_id = run_id_of(params)
+    settings = loop_settings(params, run_id)
     common = {"profile": version, "device": params.device, "dev": dev, **_schema_context()}
     files: dict[str, str] = {}
 
-    files[CONFIG_SCRIPT] = env.get_template("gpufs_classic.py.j2").render(
-        **common,
-        config_script=CONFIG_SCRIPT,
-        gem5_configs=gem5_configs_dir(params),
-        settings=settings,
-        rendered_options=option_defaults(params, paths_in_container=params.docker_image is not None),
-    )
-    if version.stdlib_gpu_board:
+    if params.script_style == "stdlib":
         files[STDLIB_SCRIPT] = env.get_template("gpufs_stdlib.py.j2").render(
             **common,
             stdlib_script=STDLIB_SCRIPT,
             device_class=dev.stdlib_class,
             settings=settings,
             machine=_stdlib_machine(params),
+        )
+    else:
+        files[CONFIG_SCRIPT] = env.get_template("gpufs_classic.py.j2").render(
+            **common,
+            config_script=CONFIG_SCRIPT,
+            settings=settings,
+            rendered_options=option_defaults(params),
         )
     argv = list(params.guest_command)
     files[GUEST_SCRIPT] = env.get_template("guest_run.sh.j2").render(
@@ -210,13 +226,44 @@ def render_run(params: RenderParams) -> RenderedRun:
     files[PARAMS_FILE] = _json(
         {
             "schema": RENDER_SCHEMA,
-            "params": params.to_json(),
-            "gem5": {"ref": version.gem5_ref, "cpu_class": CPU_TYPES[params.cpu_type]},
+            "run_id": run_id,
+            **params.simulation_json(),
+            "gem5_ref": version.gem5_ref,
+            "cpu_class": CPU_TYPES[params.cpu_type],
             "loop": settings,
         }
     )
-    files[COMMAND_FILE] = _json(command.to_json())
-    return RenderedRun(files=files, command=command, content_hash=content_hash(files))
+    files[COMMAND_FILE] = _json({"run_id": run_id, **command.to_json()})
+    files[INSTANTIATION_FILE] = _json({"run_id": run_id, **params.instantiation.to_json()})
+    files[RUN_SCRIPT] = _run_script(command, run_id)
+    return RenderedRun(files=files, command=command, content_hash=content_hash(files), run_id=run_id)
+
+
+def _run_script(command: Gem5Command, run_id: str) -> str:
+    """``run.sh``: the one command that runs this instantiation from its own directory."""
+    lines = [
+        "#!/bin/sh",
+        f"# layerlab run {run_id}: runs gem5 from this directory (see command.json).",
+        "set -e",
+        'cd "$(dirname "$0")"',
+    ]
+    if command.container is None:
+        lines.append("exec " + shlex.join(command.argv))
+    else:
+        c = command.container
+        docker = ["docker", "run", "--rm", "--init", "-w", c.working_dir]
+        for mount in c.mounts:
+            host = "$PWD" if mount.host == "." else shlex.quote(mount.host)
+            docker += ["-v", f"{host}:{mount.container}:{mount.mode}"]
+        for device in c.devices:
+            docker += ["--device", device]
+        for opt in c.security_opt:
+            docker += ["--security-opt", opt]
+        quoted = [shlex.quote(a) if not a.startswith("$PWD") else f'"{a}"' for a in docker]
+        # Run as the caller so outputs are not root-owned; the image needs no privileges.
+        quoted += ['--user "$(id -u):$(id -g)"', shlex.quote(c.image), *map(shlex.quote, c.argv)]
+        lines.append("exec " + " ".join(quoted))
+    return "\n".join(lines) + "\n"
 
 
 def _json(payload: Any) -> str:
@@ -232,19 +279,23 @@ def content_hash(files: dict[str, str]) -> str:
 
 
 def read_params(run_dir: str | Path) -> RenderParams:
-    """The parameters of a rendered run directory (or its params.json): what was simulated."""
+    """The parameters of a rendered run directory (or its params.json): what was simulated.
+
+    The instantiation is read too when ``instantiation.json`` lies beside it.
+    """
     path = Path(run_dir)
     if path.is_dir():
         path = path / PARAMS_FILE
-    if not path.is_file():
-        raise InputError(f"{path}: not found (was the run rendered by `layerlab render`?)")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{path}:{exc.lineno}: not JSON ({exc.msg})") from None
+    data = read_json_record(path, "was the run rendered by `layerlab render`?")
     if data.get("schema") != RENDER_SCHEMA:
-        raise InputError(f"{path}: schema {data.get('schema')!r} is not {RENDER_SCHEMA!r}")
-    return params_from_json(data["params"])
+        raise InputError(
+            f"{path}: schema {data.get('schema')!r} is not {RENDER_SCHEMA!r} (re-render the run)"
+        )
+    inst_path = path.with_name(INSTANTIATION_FILE)
+    inst = None
+    if inst_path.is_file():
+        inst = {k: v for k, v in read_json_record(inst_path).items() if k != "run_id"}
+    return params_from_json(data, inst)
 
 
 def render_to_dir(params: RenderParams, out_dir: str | Path) -> tuple[RenderedRun, list[Path]]:

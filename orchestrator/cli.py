@@ -13,7 +13,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from workloads.errors import InputError
+from foundation.errors import InputError
 
 #: Subcommands in the order ``--help`` lists them (data-flow order).
 COMMANDS = ("estimate", "slice", "census", "window", "render", "stats")

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from workloads import atomic
-from workloads.errors import InputError
+from foundation import atomic
+from foundation.errors import InputError
 
 FORMATS = ("table", "csv", "json", "parquet")
 

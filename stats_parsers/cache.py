@@ -5,7 +5,7 @@ read-only (shared results, archived runs, the fixtures) and users diff or rsync 
 parser must not write into them. Default: ``$LAYERLAB_CACHE_DIR`` or
 ``$XDG_CACHE_HOME/layerlab/stats`` (``~/.cache/layerlab/stats``). The key also holds the parser
 version and the options that change the table, so an upgrade or ``--lenient`` never reads a
-stale entry. Writes are atomic (``workloads.atomic``); a broken cache entry is ignored and
+stale entry. Writes are atomic (``foundation.atomic``); a broken cache entry is ignored and
 rewritten, never trusted.
 """
 
@@ -21,7 +21,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from workloads import atomic
+from foundation import atomic
 
 #: Bump when the table layout or parsing rules change; old entries are then ignored.
 PARSER_VERSION = "stats-1"

@@ -16,22 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from foundation import units
+from foundation.errors import InputError
 from stats_parsers import names
-from workloads.errors import InputError
-
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B|[kKMGT]B|B)?\s*$")
-_SIZE_UNITS = {
-    "B": 1,
-    "kB": 1024,
-    "KB": 1024,
-    "KiB": 1024,
-    "MB": 2**20,
-    "MiB": 2**20,
-    "GB": 2**30,
-    "GiB": 2**30,
-    "TB": 2**40,
-    "TiB": 2**40,
-}
 
 
 @dataclass(frozen=True)
@@ -196,13 +183,13 @@ def _scalar(value: Any) -> str:
 
 
 def parse_size(text: str | None) -> int | None:
-    """``262144`` or ``256KiB`` → bytes."""
+    """``262144`` or ``256KiB`` → bytes (``foundation.units``, gem5's binary kB/MB); None if not a size."""
     if not text:
         return None
-    match = _SIZE.match(text)
-    if not match:
+    try:
+        return units.parse_size(text)
+    except InputError:
         return None
-    return int(float(match.group(1)) * _SIZE_UNITS[match.group(2) or "B"])
 
 
 def _find_gpu(config: Gem5Config) -> GpuConfig:

@@ -2,7 +2,7 @@
 
 Inputs are a run directory's ``stats.txt`` (one dump per kernel, written by the layerlab
 simulate loop), ``config.ini`` (the shader clock) and ``layerlab_events.jsonl``
-(``workloads.events``: which dump belongs to which kernel and whether stats were reset).
+(``foundation.events``: which dump belongs to which kernel and whether stats were reset).
 Stat names are the v24 names of ``gem5_gpufs.md`` §3.2, with the shader prefix
 ``system.cpu<N>`` detected from the file; pre-2020 snake_case names are accepted as aliases.
 A stat a gem5 version does not print gives NA in its column, never 0 and never an error.
@@ -22,12 +22,12 @@ import numpy as np
 import pandas as pd
 import polars as pl
 
+from foundation import events as events_mod
+from foundation.errors import InputError
 from stats_parsers import names
 from stats_parsers.config import read_config
 from stats_parsers.stats import read_stats
 from stats_parsers.stats_text import StatsDumps
-from workloads import events as events_mod
-from workloads.errors import InputError
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from typing import IO
 
 import pandas as pd
 
-from workloads.errors import InputError
+from foundation.errors import InputError
 
 # -- stdout -------------------------------------------------------------------------------
 

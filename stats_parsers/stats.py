@@ -18,9 +18,9 @@ from pathlib import Path
 import pandas as pd
 import polars as pl
 
+from foundation.errors import InputError, close_matches
 from stats_parsers import cache as cache_mod
 from stats_parsers.stats_text import StatsDumps, parse_stats_text, to_pandas
-from workloads.errors import InputError, close_matches
 
 H5_PREFIX = "h5://"
 

@@ -15,8 +15,8 @@ from typing import Any
 
 import polars as pl
 
+from foundation.errors import InputError
 from stats_parsers.stats_text import _SCHEMA, StatsDumps
-from workloads.errors import InputError
 
 _COLUMNS = ("dump", "name", "key", "value", "value_int", "unit", "pdf_pct", "cdf_pct")
 

@@ -51,8 +51,8 @@ import pandas as pd
 import polars as pl
 import pyarrow as pa
 
+from foundation.errors import InputError
 from stats_parsers import stats_lines as sl
-from workloads.errors import InputError
 
 if TYPE_CHECKING:
     from stats_parsers.scan import ScanResult

@@ -9,7 +9,7 @@ import pytest
 from analytical.calibration import CalibrationFactors, fit_calibration, load_calibration, save_calibration
 from analytical.catalog import get_hardware
 from analytical.pipeline import estimate_layer
-from workloads.errors import InputError
+from foundation.errors import InputError
 from workloads.models import load_model_config
 
 L1B = load_model_config("llama-3.2-1b")

@@ -12,7 +12,7 @@ from analytical.estimators import ESTIMATORS, _tile_sides, estimate, naive_roofl
 from analytical.notebook import notebook_chunk_shape
 from analytical.ops import build_ops, layer_op_table, make_shapes
 from analytical.pipeline import estimate_layer
-from workloads.errors import InputError
+from foundation.errors import InputError
 from workloads.models import load_model_config
 
 L1B = load_model_config("llama-3.2-1b")

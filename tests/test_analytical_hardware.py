@@ -7,13 +7,12 @@ import pytest
 from analytical.catalog import get_hardware, list_hardware
 from analytical.hardware import (
     GEM5_DRAM_TYPES,
-    MFMA_TIMING_BY_VERSION,
     Gem5GpuConfig,
     dram_peak_bytes_per_s,
     gem5_machine,
-    normalise_gem5_version,
+    mfma_timing,
 )
-from workloads.errors import InputError
+from foundation.errors import InputError
 
 
 @pytest.mark.parametrize(
@@ -66,17 +65,29 @@ def test_gem5_defaults_are_the_stock_scripts():
 
 
 def test_gem5_mfma_model_depends_on_version():
-    new = gem5_machine("mi300", "v24.1")
+    new = gem5_machine("mi300", "v25")
     assert new.peak_flops("bf16_matrix") / 1e12 == pytest.approx(81.92)  # 40 x 2048 x 1 GHz
     assert gem5_machine("mi200", "25.0").flops_per_clock_per_cu["fp16_matrix"] == 1024
     old = gem5_machine("mi300", "v24.0.0.1")
     assert old.flops_per_clock_per_cu["bf16_matrix"] == 8192  # 16x16x16 MFMA per issue_period (4) cycles
     assert "fp8_matrix" not in old.flops_per_clock_per_cu
-    scaled = gem5_machine("mi300", "v24.1", mfma_scale=2.0)
+    scaled = gem5_machine("mi300", "v25", mfma_scale=2.0)
     assert scaled.flops_per_clock_per_cu["bf16_matrix"] == 1024
-    assert set(MFMA_TIMING_BY_VERSION.values()) == {"issue_period", "cycle_table"}
+    assert [mfma_timing(v) for v in ("v24.0", "v24.1", "v25")] == [
+        "issue_period",
+        "issue_period",
+        "cycle_table",
+    ]
     with pytest.raises(InputError, match="gem5 version"):
-        normalise_gem5_version("v23.9")
+        mfma_timing("v23.9")
+
+
+def test_v24_1_has_no_mfma_table_or_scale():
+    """No v24.1.0.x release has --mfma-scale or the table (checked on the v24.1.0.3 tree)."""
+    v241 = gem5_machine("mi300x", "v24.1")
+    assert v241.flops_per_clock_per_cu == gem5_machine("mi300x", "v24.0").flops_per_clock_per_cu
+    with pytest.raises(InputError, match=r"gpu.mfma_scale: gem5 v24.1 has no --mfma-scale"):
+        gem5_machine("mi300x", "v24.1", mfma_scale=2.0)
 
 
 def test_gem5_overrides():
@@ -91,8 +102,15 @@ def test_gem5_overrides():
     assert (hw.compute_units, hw.clock_hz, hw.l2_bytes) == (8, 1.8e9, 4 * 2**20)
     assert hw.dram_bandwidth_bytes_per_s == pytest.approx(256e9)
     assert hw.gem5.num_cus == 8 and hw.gem5.dram_channels == 16
-    with pytest.raises(InputError, match="must be positive"):
+    with pytest.raises(InputError, match=r"gpu.num_cus: must be a whole number >= 1"):
         get_hardware("gem5-mi300", num_cus=-4)
+    for knob, value, message in (
+        ("num_cus", 38, "not a multiple of cu_per_sqc"),
+        ("tcc_bytes", 1536 * 1024 + 512, "whole number of KiB"),
+        ("num_tccs", 3, "power of two"),
+    ):
+        with pytest.raises(InputError, match=message):
+            get_hardware("gem5-mi300x", **{knob: value})
     with pytest.raises(InputError, match="datasheet part"):
         get_hardware("mi300x", num_cus=8)
 
@@ -100,4 +118,5 @@ def test_gem5_overrides():
 def test_unknown_hardware_suggests():
     with pytest.raises(InputError, match=r"unknown hardware 'mi301x'.*mi300x"):
         get_hardware("mi301x")
-    assert "gem5-mi300" in list_hardware() and "nvl-ax" in list_hardware()
+    assert "gem5-mi300x" in list_hardware() and "nvl-ax" in list_hardware()
+    assert get_hardware("gem5-mi300").name == get_hardware("GEM5-MI300X").name == "gem5-mi300x"

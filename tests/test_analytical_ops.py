@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from analytical.ops import BYTE_COLUMNS, build_ops, layer_op_table, make_shapes, parse_layers
-from workloads.errors import InputError
+from foundation.errors import InputError
 from workloads.models import load_model_config
 
 L1B = load_model_config("llama-3.2-1b")

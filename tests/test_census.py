@@ -7,11 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from foundation import events
+from foundation.errors import InputError
+from foundation.vocabulary import SKIP_ALL, Window
 from orchestrator.cli import main
-from workloads import census, events
+from workloads import census
 from workloads.drivers import markers as mk
-from workloads.errors import InputError
-from workloads.vocabulary import SKIP_ALL, Window
 
 LAYERS = 2
 
@@ -41,6 +42,7 @@ def side_file(items: list[tuple], end: bool = True, skip_until: int = SKIP_ALL) 
         {
             "kind": "start",
             "schema": events.SCHEMA,
+            "run_id": "00000000census00",
             "skip_until": skip_until,
             "exit_after": -1,
             "exit_at_task": 10**8,

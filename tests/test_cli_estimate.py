@@ -221,7 +221,7 @@ def test_notebook_chunk_option(capsys):
         ),
         (
             ["--model", "llama-3.2-1b", "--hardware", "gem5-mi300", "--phase", "decode", "--num-cus", "-8"],
-            "positive",
+            "gpu.num_cus: must be a whole number >= 1",
         ),
         (["--model", "llama-3.2-1b", "--hardware", "mi100", "--phase", "decode", "--dtype", "fp8"], "no fp8"),
         (

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from foundation import atomic, events
+from foundation.errors import InputError, unknown_name
+from foundation.vocabulary import SKIP_ALL, Window
 from orchestrator.cli import COMMANDS, build_parser, main
-from workloads import atomic, events
-from workloads.errors import InputError, unknown_name
-from workloads.vocabulary import SKIP_ALL, Window
 
 
 def test_unknown_name_suggests_close_matches() -> None:
@@ -57,6 +57,7 @@ def _write_events(path: Path, records: list[dict]) -> None:
 START = {
     "kind": "start",
     "schema": events.SCHEMA,
+    "run_id": "0123456789abcdef",
     "skip_until": 2,
     "exit_after": 2,
     "exit_at_task": -1,

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from foundation.errors import InputError
 from gem5_configs import build
-from workloads.errors import InputError
 
 
 def _fake_tree(tmp_path: Path) -> Path:

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from gem5_configs_support import DOUBLE_BIN, SCENARIOS, load_double, params
 
+from foundation.events import read_events
 from gem5_configs.render import render_to_dir
-from workloads.events import read_events
 
 fake_gem5 = load_double()
 

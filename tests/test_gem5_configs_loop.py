@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from gem5_configs_support import params
+from gem5_configs_support import FAKE_SRC, params
 
+from foundation.events import read_events
 from gem5_configs.command import CONFIG_SCRIPT, STDLIB_SCRIPT
-from gem5_configs.render import loop_settings, render_run
-from workloads.events import read_events
+from gem5_configs.render import loop_settings, render_run, run_id_of
 
 SKIP, KERNEL, BLIT = "Skipping GPU Kernel", "GPU Kernel Completed", "GPU Blit Kernel Completed"
 EXIT, FAIL, LIMIT = (
@@ -99,17 +99,20 @@ def _loop_namespace(tmp_path: Path, script: str, **options: Any) -> tuple[dict[s
         setattr(stubs[pkg], attr, types.ModuleType(attr))
     stubs["system.system"].makeGpuFSSystem = None
     saved = {k: sys.modules.get(k) for k in stubs}
+    saved_path = list(sys.path)
     sys.modules.update(stubs)
+    sys.path.insert(0, str(FAKE_SRC / "configs"))  # what gem5's --path does for the real script
     try:
         namespace: dict[str, Any] = {"__name__": "layerlab_loop_test"}
         exec(compile(text, script, "exec"), namespace)
     finally:
+        sys.path[:] = saved_path
         for key, value in saved.items():
             if value is None:
                 sys.modules.pop(key, None)
             else:
                 sys.modules[key] = value
-    return namespace, loop_settings(p)
+    return namespace, loop_settings(p, run_id_of(p))
 
 
 def _run(
@@ -249,10 +252,19 @@ def test_exit_at_task_and_debug_at_task(tmp_path: Path) -> None:
 
 
 def test_stdlib_script_has_the_same_loop(tmp_path: Path) -> None:
-    p = params(tmp_path, "v24.1")
-    files = render_run(p).files
+    classic = render_run(params(tmp_path, "v24.1")).files[CONFIG_SCRIPT]
+    stdlib = render_run(params(tmp_path, "v24.1", script_style="stdlib", host_mem_bytes=3 << 30)).files[
+        STDLIB_SCRIPT
+    ]
 
     def loop_of(text: str) -> str:
-        return text[text.index("EVENTS_FILENAME = ") : text.index("    return 0 if expected else 1")]
+        body = text[text.index("EVENTS_FILENAME = ") : text.index("    return 0 if expected else 1")]
+        return body.replace(run_id_of_text(text), "<run_id>")
 
-    assert loop_of(files[CONFIG_SCRIPT]) == loop_of(files[STDLIB_SCRIPT])
+    assert loop_of(classic) == loop_of(stdlib)
+
+
+def run_id_of_text(text: str) -> str:
+    import re
+
+    return re.search(r"'run_id': '([0-9a-f]+)'", text).group(1)

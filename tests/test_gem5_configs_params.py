@@ -10,20 +10,20 @@ import pytest
 from gem5_configs_support import FAKE_SRC, inputs, params
 
 from analytical.hardware import Gem5GpuConfig, GiB
+from foundation.errors import InputError
 from gem5_configs.params import default_gpu_config, make_params
-from gem5_configs.profiles import all_profiles, get_profile
+from gem5_configs.profiles import get_profile
 from orchestrator.cli import main as cli
-from workloads.errors import InputError
 
 
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"device": "mi300"}, r"unknown device 'mi300'; did you mean 'mi300x'"),
+        ({"device": "mi301"}, r"unknown gem5 device 'mi301'; did you mean 'mi300x'"),
         ({"profile": "v24.2"}, r"unknown gem5 version 'v24.2'; did you mean"),
         ({"skip_until": 9, "exit_after": 3}, r"exit_after \(3\) is before skip_until \(9\)"),
         ({"gpu_overrides": {"gpu_mem_bytes": 32 * GiB}}, r"requires exactly 16 GiB of GPU memory"),
-        ({"gpu_overrides": {"mfma_scale": 2.0}}, r"v24.0 has no MFMA timing table"),
+        ({"gpu_overrides": {"mfma_scale": 2.0}}, r"v24.0 has no --mfma-scale"),
         ({"gpu_overrides": {"num_cus": 38}}, r"not a multiple of cu_per_sqc"),
         ({"gpu_overrides": {"num_tccs": 3}}, r"num_tccs: must be a power of two"),
         ({"gpu_overrides": {"reg_alloc_policy": "dynamc"}}, r"did you mean 'dynamic'"),
@@ -63,11 +63,11 @@ def test_16gib_rule_only_where_the_version_has_it(tmp_path: Path, monkeypatch: p
     """A profile without the 16 GiB rule (a future gem5) accepts other sizes."""
     import dataclasses
 
-    import gem5_configs.profiles as profiles
+    from foundation import gem5_names
 
-    relaxed = dict(profiles.all_profiles())
+    relaxed = dict(gem5_names.GEM5_VERSIONS)
     relaxed["v25"] = dataclasses.replace(relaxed["v25"], gpu_memory_must_be_16gib=False)
-    monkeypatch.setattr(profiles, "all_profiles", lambda: relaxed)
+    monkeypatch.setattr(gem5_names, "GEM5_VERSIONS", relaxed)
     p = params(tmp_path, "v25", gpu_overrides={"gpu_mem_bytes": 32 * GiB})
     assert p.gpu.gpu_mem_bytes == 32 * GiB
 
@@ -134,10 +134,13 @@ def test_cli_renders_and_prints_hash_as_json(tmp_path: Path, capsys: pytest.Capt
     assert code == 0
     report = json.loads(capsys.readouterr().out)
     assert len(report["hash"]) == 64 and "gem5_config.py" in report["files"]
-    params_json = json.loads((tmp_path / "out" / "params.json").read_text(encoding="utf-8"))["params"]
-    assert params_json["gpu"]["num_cus"] == 80 and params_json["gpu"]["tcc_bytes"] == 4 << 20
-    assert params_json["skip_until"] == 3 and params_json["exit_after"] == 7
-    assert params_json["guest_command"] == ["python3", "/opt/layerlab/drivers/layer.py", "--layer", "3"]
+    data = json.loads((tmp_path / "out" / "params.json").read_text(encoding="utf-8"))
+    assert report["run_id"] == data["run_id"] and len(report["run_id"]) == 16
+    machine, workload = data["machine"], data["workload"]
+    assert machine["gpu"]["num_cus"] == 80 and machine["gpu"]["tcc_bytes"] == 4 << 20
+    assert workload["skip_until"] == 3 and workload["exit_after"] == 7
+    assert workload["guest_command"] == ["python3", "/opt/layerlab/drivers/layer.py", "--layer", "3"]
+    assert workload["kernel_digest"].startswith("sha256:") and "kernel" not in workload
     assert "--tcc-size=4MB" in report["argv"] and "--num-compute-units=80" in report["argv"]
 
 
@@ -164,15 +167,34 @@ def test_cli_help_teaches_with_examples(capsys: pytest.CaptureFixture) -> None:
     assert "examples:" in text and "--window 120:131" in text and "--checkpoint-dir" in text
 
 
-def test_profiles_agree_with_the_analytical_hardware_tables(tmp_path: Path) -> None:
-    """One truth: the rendered machine is the one `estimate --hardware gem5-<device>` uses."""
-    from analytical import hardware
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (("--num-cus", "38"), "not a multiple of cu_per_sqc"),
+        (("--tcc-size", "1.5KiB"), "whole number of KiB"),
+        (("--tcc-size", "3000000"), "whole number of KiB"),
+        (("--num-tccs", "3"), "power of two"),
+        (("--dram-type", "HBM_9"), "unknown GPU DRAM type"),
+    ],
+)
+def test_estimate_and_render_validate_knobs_alike(
+    tmp_path: Path, capsys: pytest.CaptureFixture, flags: tuple, message: str
+) -> None:
+    """One validator: a knob render refuses, estimate refuses with the same words, and vice versa."""
+    assert cli(_cli_args(tmp_path, *flags, "--", "true")) == 2
+    render_err = capsys.readouterr().err
+    est = ["estimate", "--model", "llama-3.2-1b", "--hardware", "gem5-mi300x", "--phase", "decode"]
+    assert cli([*est, "--context", "16", *flags]) == 2
+    estimate_err = capsys.readouterr().err
+    assert message in render_err and message in estimate_err
+    assert render_err.split("error: ", 1)[1] == estimate_err.split("error: ", 1)[1]
 
-    for name, profile in all_profiles().items():
-        timing = hardware.MFMA_TIMING_BY_VERSION[hardware.normalise_gem5_version(profile.gem5_ref)]
-        assert (timing == "cycle_table") == profile.mfma_timing_table, name
-        for device in ("mi200", "mi300x"):
-            assert params(tmp_path, name, device).gpu == hardware.gem5_machine(device, profile.gem5_ref).gem5
+
+def test_device_and_version_spellings(tmp_path: Path) -> None:
+    for spelling in ("mi300x", "MI300", "gem5-mi300", "GEM5-MI300X"):
+        assert params(tmp_path, "v24.0", spelling).device == "mi300x"
+    for spelling in ("v25", "v25.0", "25.0.0.0", "DEVELOP-FOR-25.0"):
+        assert params(tmp_path, spelling).machine.profile == "v25"
 
 
 def test_gem5_src_is_inferred_from_a_built_binary(tmp_path: Path) -> None:

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from foundation.events import read_events
 from gem5_configs.params import make_params
 from gem5_configs.render import render_to_dir
-from workloads.events import read_events
 
 pytestmark = pytest.mark.gem5
 

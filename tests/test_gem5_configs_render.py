@@ -13,17 +13,25 @@ from pathlib import Path
 import pytest
 from gem5_configs_support import GOLDEN, GUEST, normalise, params
 
+from foundation import events
 from gem5_configs.command import CONFIG_SCRIPT, GUEST_SCRIPT, STDLIB_SCRIPT, build_command, check_options
 from gem5_configs.profiles import all_profiles
-from gem5_configs.render import COMMAND_FILE, PARAMS_FILE, render_run, render_to_dir
-from workloads import events
+from gem5_configs.render import (
+    COMMAND_FILE,
+    INSTANTIATION_FILE,
+    PARAMS_FILE,
+    RUN_SCRIPT,
+    SIMULATION_FILES,
+    render_run,
+    render_to_dir,
+)
 
 VERSIONS = ("v24.0", "v24.1", "v25")
 DEVICES = ("mi200", "mi300x")
 UPDATE = os.environ.get("LAYERLAB_UPDATE_GOLDEN") == "1"
 
 
-def _golden_params(tmp: Path, version: str, device: str):
+def _golden_params(tmp: Path, version: str, device: str, **options):
     return params(
         tmp,
         version,
@@ -32,16 +40,24 @@ def _golden_params(tmp: Path, version: str, device: str):
         exit_after=131,
         per_kernel_dumps=True,
         guest_env=(("HF_HUB_OFFLINE", "1"),),
+        **options,
     )
 
 
 @pytest.mark.parametrize("version", VERSIONS)
 @pytest.mark.parametrize("device", DEVICES)
 def test_golden_render(tmp_path: Path, version: str, device: str) -> None:
-    """Every rendered file equals its golden (regenerate with LAYERLAB_UPDATE_GOLDEN=1)."""
+    """Every rendered file equals its golden (regenerate with LAYERLAB_UPDATE_GOLDEN=1).
+
+    Profiles with the stdlib board add the stdlib-style render's files under ``stdlib/``.
+    """
     rendered = render_run(_golden_params(tmp_path, version, device))
+    files = dict(rendered.files)
+    if all_profiles()[version].stdlib_gpu_board:
+        stdlib = render_run(_golden_params(tmp_path, version, device, script_style="stdlib"))
+        files.update({f"stdlib/{name}": text for name, text in stdlib.files.items()})
     folder = GOLDEN / f"{version}-{device}"
-    for name, text in sorted(rendered.files.items()):
+    for name, text in sorted(files.items()):
         got = normalise(text, tmp_path)
         path = folder / f"{name}.golden"  # not *.py: goldens are data, not project code for ruff
         if UPDATE:
@@ -49,7 +65,8 @@ def test_golden_render(tmp_path: Path, version: str, device: str) -> None:
             path.write_text(got, encoding="utf-8")
         assert path.is_file(), f"missing golden {path}; run with LAYERLAB_UPDATE_GOLDEN=1"
         assert got == path.read_text(encoding="utf-8"), f"{path} differs from the render"
-    assert sorted(p.name for p in folder.iterdir()) == sorted(f"{n}.golden" for n in rendered.files)
+    on_disk = sorted(str(p.relative_to(folder)) for p in folder.rglob("*.golden"))
+    assert on_disk == sorted(f"{n}.golden" for n in files)
 
 
 @pytest.mark.parametrize("version", VERSIONS)
@@ -67,7 +84,8 @@ def test_rendered_scripts_parse_and_options_exist(tmp_path: Path, version: str, 
         assert item.split("=")[0] in profile.gem5_options, item
     for item in argv[script_at + 1 :]:
         assert item.split("=")[0] in profile.script_options, f"{item} not in gem5 {version}'s option table"
-    assert (STDLIB_SCRIPT in rendered.files) == profile.stdlib_gpu_board
+    assert STDLIB_SCRIPT not in rendered.files  # only a stdlib-style render has it
+    assert ("--mfma-scale=1.0" in argv) == (version == "v25")  # no v24.x release has the option
 
 
 def test_option_table_versions_differ_as_the_reference_says() -> None:
@@ -81,10 +99,9 @@ def test_option_table_versions_differ_as_the_reference_says() -> None:
         and "--no-kvm-perf" not in tables["v24.1"].script_options
     )
     assert "--gpu-rom" in tables["v24.0"].script_options and "--gpu-rom" not in tables["v25"].script_options
-    assert (
-        "--mfma-scale" not in tables["v24.0"].script_options
-        and "--mfma-scale" in tables["v24.1"].script_options
-    )
+    assert "--mfma-scale" not in tables["v24.0"].script_options
+    assert "--mfma-scale" not in tables["v24.1"].script_options  # checked on the v24.1.0.3 tree
+    assert "--mfma-scale" in tables["v25"].script_options
     assert tables["v24.0"].size(16 << 30) == "16GB" and tables["v24.1"].size(16 << 30) == "16GiB"
 
 
@@ -107,24 +124,67 @@ def test_same_inputs_byte_identical_and_hash_names_the_content(tmp_path: Path) -
     second = render_run(params(tmp_path, "v24.1", "mi200", exit_after=3))
     other = render_run(params(tmp_path, "v24.1", "mi200", exit_after=4))
     assert first.files == second.files and first.content_hash == second.content_hash
-    assert other.content_hash != first.content_hash
+    assert other.content_hash != first.content_hash and other.run_id != first.run_id
     for text in first.files.values():
         assert "/tmp/tmp" not in text  # no temp-file paths of our own
-    assert json.loads(first.files[PARAMS_FILE])["params"]["exit_after"] == 3
+    data = json.loads(first.files[PARAMS_FILE])
+    assert data["workload"]["exit_after"] == 3 and data["run_id"] == first.run_id
 
 
-def test_render_to_dir_writes_the_four_files_and_removes_stale_ones(tmp_path: Path) -> None:
+def test_run_id_is_the_same_for_the_same_files_at_other_paths(tmp_path: Path) -> None:
+    """Host paths never enter the run_id or the simulation files; input contents do."""
+    here = render_run(params(tmp_path / "a", "v24.1", exit_after=3))
+    there = render_run(params(tmp_path / "b" / "deeper", "v24.1", exit_after=3))
+    assert here.run_id == there.run_id
+    for name in SIMULATION_FILES & set(here.files):
+        assert here.files[name] == there.files[name], name
+        assert str(tmp_path) not in here.files[name], name
+    assert here.files[INSTANTIATION_FILE] != there.files[INSTANTIATION_FILE]
+    from gem5_configs.params import make_params
+
+    kernel = tmp_path / "other-vmlinux"
+    kernel.write_bytes(b"another kernel")
+    same = here.files[INSTANTIATION_FILE]
+    disk = json.loads(same)["disk"]
+    changed = make_params(
+        profile="v24.1",
+        device="mi300x",
+        kernel=kernel,
+        disk=disk,
+        exit_after=3,
+        gem5_src=json.loads(same)["gem5_src"],
+        guest_command=GUEST,
+    )
+    assert render_run(changed).run_id != here.run_id
+
+
+def test_input_digests_are_cached_by_path_size_mtime_inode(tmp_path: Path, monkeypatch) -> None:
+    from foundation import digests
+
+    big = tmp_path / "disk.img"
+    big.write_bytes(b"x" * 4096)
+    first = digests.file_digest(big)
+    calls = []
+    monkeypatch.setattr(digests, "_hash_file", lambda path, progress: calls.append(path) or "0" * 64)
+    assert digests.file_digest(big) == first and not calls  # unchanged file: from the cache
+    os.utime(big, ns=(1, 1))
+    assert digests.file_digest(big) == "sha256:" + "0" * 64 and calls  # mtime changed: hashed again
+
+
+def test_render_to_dir_writes_simulation_and_instantiation_and_removes_stale_ones(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    _, written = render_to_dir(params(tmp_path, "v24.1"), out)
+    _, written = render_to_dir(params(tmp_path, "v24.1", script_style="stdlib"), out)
     assert {p.name for p in written} == {
-        CONFIG_SCRIPT,
         STDLIB_SCRIPT,
         GUEST_SCRIPT,
         PARAMS_FILE,
         COMMAND_FILE,
+        INSTANTIATION_FILE,
+        RUN_SCRIPT,
     }
     render_to_dir(params(tmp_path, "v24.0"), out)
-    assert not (out / STDLIB_SCRIPT).exists()
+    assert not (out / STDLIB_SCRIPT).exists() and (out / CONFIG_SCRIPT).is_file()
+    assert os.access(out / RUN_SCRIPT, os.X_OK)
     assert os.access(out / GUEST_SCRIPT, os.X_OK)
     assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
 
@@ -149,6 +209,7 @@ def test_checkpoint_boot_and_restore_scripts(tmp_path: Path) -> None:
     ckpt = tmp_path / "ckpt"
     boot = render_run(params(tmp_path, "v24.0", checkpoint_dir=str(ckpt), guest_command=()))
     ckpt.mkdir()
+    (ckpt / "m5.cpt").write_text("[root]\n")
     again = render_run(params(tmp_path, "v24.0", restore_dir=str(ckpt), exit_after=2))
     guest_boot, guest_run = boot.files[GUEST_SCRIPT], again.files[GUEST_SCRIPT]
     assert "$M5 checkpoint" in guest_boot and "$M5 readfile > /tmp/layerlab_run.sh" in guest_boot
@@ -159,20 +220,45 @@ def test_checkpoint_boot_and_restore_scripts(tmp_path: Path) -> None:
     assert "--disable-avx" in boot.command.argv and "--disable-avx" in again.command.argv
     assert f"--checkpoint-dir={ckpt.resolve()}" in boot.command.argv
     assert f"--restore-dir={ckpt.resolve()}" in again.command.argv
+    # The restore names its checkpoint by content (no layerlab marker here: a digest of m5.cpt).
+    assert json.loads(again.files[PARAMS_FILE])["workload"]["kind"] == "restore"
+
+
+def test_restore_names_the_checkpoint_by_the_run_that_wrote_it(tmp_path: Path) -> None:
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    (ckpt / "layerlab_checkpoint.json").write_text('{"run_id": "0123456789abcdef", "tick": 5}')
+    again = render_run(params(tmp_path, "v24.0", restore_dir=str(ckpt), exit_after=2))
+    assert json.loads(again.files[PARAMS_FILE])["workload"]["checkpoint_id"] == "run:0123456789abcdef"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    from foundation.errors import InputError
+
+    with pytest.raises(InputError, match="holds no gem5 checkpoint"):
+        params(tmp_path, "v24.0", restore_dir=str(empty), exit_after=2)
 
 
 def test_container_command_maps_paths_and_passes_kvm(tmp_path: Path) -> None:
-    rendered = render_run(params(tmp_path, "v24.0", docker_image="ghcr.io/gem5/gpu-fs:latest"))
+    binary = tmp_path / "gem5.opt"
+    binary.write_text("#!/bin/sh\n")
+    image = "ghcr.io/gem5/gpu-fs@sha256:" + "ab" * 32
+    rendered = render_run(params(tmp_path, "v24.0", docker_image=image, gem5_binary=str(binary)))
     spec = json.loads(rendered.files[COMMAND_FILE])["container"]
-    assert spec["image"] == "ghcr.io/gem5/gpu-fs:latest"
-    assert spec["argv"][0] == "/layerlab/gem5/build/VEGA_X86/gem5.opt"
+    assert spec["image"] == image  # pinned by digest
+    # gpu-fs holds no gem5: the binary built in that image is mounted in.
+    assert spec["argv"][0] == "/layerlab/bin/gem5.opt"
+    assert {"host": str(binary), "container": "/layerlab/bin/gem5.opt", "mode": "ro"} in spec["mounts"]
+    assert "--path=/layerlab/gem5/configs" in spec["argv"]
+    assert json.loads(rendered.files[PARAMS_FILE])["gem5"]["container"] == image
     assert "/dev/kvm:/dev/kvm:rwm" in spec["devices"]
     mounts = {m["container"]: m for m in spec["mounts"]}
     assert mounts["/layerlab/run"]["host"] == "." and mounts["/layerlab/run"]["mode"] == "rw"
     kernel = next(a for a in spec["argv"] if a.startswith("--kernel="))
     assert kernel.split("=", 1)[1] in mounts and mounts[kernel.split("=", 1)[1]]["mode"] == "ro"
-    assert "GEM5_CONFIGS = '/layerlab/gem5/configs'" in rendered.files[CONFIG_SCRIPT]
+    assert str(tmp_path) not in rendered.files[CONFIG_SCRIPT]
     assert not any(str(tmp_path) in a for a in spec["argv"])
+    run_sh = rendered.files[RUN_SCRIPT]
+    assert run_sh.startswith("#!/bin/sh") and "docker run" in run_sh and image in run_sh
 
 
 def test_loop_uses_the_events_schema_of_workloads_events(tmp_path: Path) -> None:
@@ -187,6 +273,7 @@ def test_loop_uses_the_events_schema_of_workloads_events(tmp_path: Path) -> None
 def test_guest_scripts_are_valid_bash(tmp_path: Path) -> None:
     ckpt = tmp_path / "ckpt"
     ckpt.mkdir()
+    (ckpt / "m5.cpt").write_text("[root]\n")
     variants = [params(tmp_path, v, d) for v in VERSIONS for d in DEVICES]
     variants += [
         params(tmp_path, checkpoint_dir=str(tmp_path / "new"), guest_command=()),
@@ -203,7 +290,7 @@ def test_params_json_round_trips_to_the_simulated_machine(tmp_path: Path) -> Non
     from gem5_configs import read_params
 
     original = params(
-        tmp_path, "v24.1", "mi200", exit_after=9, gpu_overrides={"num_cus": 16, "mfma_scale": 2.0}
+        tmp_path, "v25", "mi200", exit_after=9, gpu_overrides={"num_cus": 16, "mfma_scale": 2.0}
     )
     render_to_dir(original, tmp_path / "run")
     assert read_params(tmp_path / "run") == original

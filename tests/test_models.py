@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from workloads.errors import InputError
+from foundation.errors import InputError
 from workloads.models import CONFIG_DIR, list_models, load_model_config
 
 

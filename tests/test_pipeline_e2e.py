@@ -25,11 +25,11 @@ from pathlib import Path
 import pytest
 from gem5_configs_support import DOUBLE_BIN, FAKE_SRC
 
+from foundation.vocabulary import SKIP_ALL
 from orchestrator.cli import main
 from workloads import census
 from workloads.slicer import slice_kernels
 from workloads.traces import read_trace
-from workloads.vocabulary import SKIP_ALL
 
 pytestmark = pytest.mark.torch
 pytest.importorskip("torch")

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from foundation.errors import InputError
 from orchestrator.cli import main
-from workloads.errors import InputError
 from workloads.slicer import slice_kernels
 from workloads.traces import read_trace
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from foundation.errors import InputError
 from stats_parsers import (
     config_to_stats,
     detect_shader_prefix,
@@ -17,7 +18,6 @@ from stats_parsers import (
 )
 from stats_parsers.names import stats_to_config
 from stats_parsers.stats_text import parse_stats_text
-from workloads.errors import InputError
 
 VIPER_INI = "gem5_config/gem5-2017_04gpu_GPU_VIPER_config.ini"
 BFS_JSON = "gem5_config/gem5-2023_x86_bfs_config.json"

@@ -12,10 +12,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from foundation.errors import InputError
 from stats_parsers import read_stats, stat_across_dumps, subtree, wide
 from stats_parsers import stats_lines as sl
 from stats_parsers.stats_text import _assemble_python, parse_stats_text
-from workloads.errors import InputError
 
 STATS = [
     "gem5_cpu_stats/gem5-2017_arm_realview64-o3-dual_linuxboot_stats.txt",

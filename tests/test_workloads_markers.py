@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from foundation.errors import InputError
 from workloads.drivers import DRIVERS, GUEST_DIR, GUEST_FILES, guest_argv, script_path
 from workloads.drivers import markers as mk
-from workloads.errors import InputError
 
 DRIVER_DIR = Path(mk.__file__).parent
 

@@ -3,7 +3,7 @@
 A census run renders the gem5 config with ``skip_until = SKIP_ALL`` (every non-blit kernel is
 skipped, so nothing is simulated in detail and the run is cheap) and ``exit_on_work_items``, and
 runs a driver with ``--markers gem5``. The gem5 loop writes every skip, blit and marker to the
-events side-file (``workloads.events``); a ``workbegin``/``workend`` record carries the marker id
+events side-file (``foundation.events``); a ``workbegin``/``workend`` record carries the marker id
 in ``exit_code`` and the non-blit kernels finished so far in ``kernels_done``. So a marker
 opened at ``kernels_done = k`` and closed at ``kernels_done = m`` brackets kernel indices
 ``k .. m-1``, and the innermost open marker names each kernel's step, layer and module.
@@ -30,10 +30,11 @@ from typing import Any
 
 import pandas as pd
 
-from workloads import atomic, events
+from foundation import atomic, events
+from foundation.errors import InputError, unknown_name
+from foundation.rundir import outdir_of
+from foundation.vocabulary import SKIP_ALL, Window
 from workloads.drivers import markers as mk
-from workloads.errors import InputError, unknown_name
-from workloads.vocabulary import SKIP_ALL, Window
 
 KERNEL_MAP_FILE = "layerlab_kernel_map.json"
 MARKER_TABLE_FILE = "layerlab_markers.json"
@@ -69,7 +70,8 @@ class KernelMap:
 
 
 def _locate(run_dir: Path, name: str) -> Path | None:
-    for candidate in (run_dir / name, run_dir / "m5out" / name):
+    """``name`` in the directory itself, or in the gem5 outdir its run record names."""
+    for candidate in (run_dir / name, outdir_of(run_dir) / name):
         if candidate.is_file():
             return candidate
     return None
@@ -92,7 +94,8 @@ def build_kernel_map(run_dir: str | Path, marker_table: str | Path | None = None
     events_path = run_dir if run_dir.is_file() else _locate(run_dir, events.FILENAME)
     if events_path is None:
         raise InputError(
-            f"{run_dir}: no {events.FILENAME} here or in m5out/ (is this a layerlab run directory?)"
+            f"{run_dir}: no {events.FILENAME} here or in {outdir_of(run_dir).name}/ "
+            "(is this a layerlab run directory, and has the run been run?)"
         )
     start, table, end = events.read_events(events_path)
     table_path = Path(marker_table) if marker_table else _locate(events_path.parent, MARKER_TABLE_FILE)
@@ -173,6 +176,7 @@ def _from_events(
     _check_against_table(path, region_frame, ids)
     kernel_frame = _kernel_frame(kernels, region_frame)
     meta = {k: v for k, v in (ids or {}).items() if k not in ("markers", "module_codes")}
+    meta["run_id"] = start.get("run_id")
     meta.update({"events": str(path), "num_kernels": expected_index, "total_blits": blits})
     return KernelMap(kernel_frame, region_frame, meta)
 
@@ -371,7 +375,9 @@ def marker_region(
 # -- test double: what gem5 would record for a profiled run ---------------------------------------
 
 
-def events_from_trace(trace: Any, gem5_profile: str = "v24.0") -> list[dict[str, Any]]:
+def events_from_trace(
+    trace: Any, gem5_profile: str = "v24.0", run_id: str | None = None
+) -> list[dict[str, Any]]:
     """The events side-file a skip-all gem5 census would write for a profiled run (a test double).
 
     ``trace`` is a ``workloads.traces.KernelTrace`` recorded with ``--markers profiler``: its
@@ -393,6 +399,7 @@ def events_from_trace(trace: Any, gem5_profile: str = "v24.0") -> list[dict[str,
         {
             "kind": "start",
             "schema": events.SCHEMA,
+            "run_id": run_id,
             "skip_until": SKIP_ALL,
             "exit_after": -1,
             "exit_at_task": -1,

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from workloads.errors import InputError, unknown_name
+from foundation.errors import InputError, unknown_name
 
 CONFIG_DIR = Path(__file__).with_name("model_configs")
 

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from workloads.errors import InputError
+from foundation.errors import InputError
 
 #: The shortest plausible decoder layer, in kernels; shorter repeats (three projections in a
 #: row, the two RoPE halves) are sub-structures, never layers.

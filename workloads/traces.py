@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from workloads.errors import InputError
+from foundation.errors import InputError
 
 #: Leaf aten ops that launch no GPU kernel (views, metadata, allocation, no-op conversions).
 CPU_NO_KERNEL_OPS = frozenset(

@@ -7,25 +7,24 @@ Thin shell over ``analytical.pipeline.estimate_layer``: parse, resolve the model
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 
 from analytical.calibration import load_calibration
 from analytical.catalog import get_hardware, list_hardware
 from analytical.estimators import ESTIMATORS
-from analytical.hardware import GEM5_DRAM_TYPES
 from analytical.notebook import notebook_chunk_shape
 from analytical.ops import ATTENTION_IMPLS, ENGINES, PHASES
 from analytical.pipeline import estimate_layer
+from foundation.errors import InputError
+from orchestrator.knobs import add_gpu_knob_arguments, gpu_overrides
 from orchestrator.output import add_format_options, emit
-from workloads.errors import InputError
 from workloads.models import list_models, load_model_config
 
 EPILOG = (
     """\
 examples:
-  # decode, batch 1, 1024 tokens of context, on the machine gem5's mi300.py simulates
-  layerlab estimate --model llama-3.2-1b --hardware gem5-mi300 --phase decode --batch 1 --context 1024
+  # decode, batch 1, 1024 tokens of context, on the machine gem5's mi300.py simulates (40 CUs)
+  layerlab estimate --model llama-3.2-1b --hardware gem5-mi300x --phase decode --batch 1 --context 1024
 
   # prefill of 512 tokens on a real MI300X, with a roofline chart
   layerlab estimate --model llama-3.2-1b --hardware mi300x --phase prefill --seq 512 --plot roofline.png
@@ -36,7 +35,7 @@ examples:
 
   # the same gem5 machine with 8 CUs, a 1.8 GHz shader clock, 4 MiB of TCC and 8 HBM channels
   layerlab estimate --model llama-3.2-1b --hardware gem5-mi200 --phase decode --context 1024 \\
-      --num-cus 8 --sys-clock 1.8GHz --tcc-size 4MiB --dram-channels 8 --gem5-version v24.1
+      --num-cus 8 --sys-clock 1.8GHz --tcc-size 4MiB --dram-channels 8 --gem5-version v25
 
   # whole model (every layer, embeddings, LM head and a total row) as JSON for a script
   layerlab estimate --model gpt2 --hardware a100 --phase prefill --seq 128 --layers all --format json
@@ -56,36 +55,6 @@ models:   """
     + """ (or a config.json path)
 """
 )
-
-_SIZE_UNITS = {
-    "": 1,
-    "b": 1,
-    "kb": 1024,
-    "kib": 1024,
-    "mb": 1024**2,
-    "mib": 1024**2,
-    "gb": 1024**3,
-    "gib": 1024**3,
-}
-_FREQ_UNITS = {"": 1.0, "hz": 1.0, "khz": 1e3, "mhz": 1e6, "ghz": 1e9}
-
-
-def _parse(text: str, units: dict[str, float], what: str) -> float:
-    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([a-zA-Z]*)\s*", text)
-    if not match or match.group(2).lower() not in units:
-        raise argparse.ArgumentTypeError(
-            f"not a {what}: {text!r} (e.g. " + ("256kB, 4MiB)" if what == "size" else "1GHz, 1800MHz)")
-        )
-    return float(match.group(1)) * units[match.group(2).lower()]
-
-
-def parse_size(text: str) -> int:
-    """gem5-style memory size ('256kB', '4MiB'); gem5 treats kB/MB as binary units."""
-    return int(_parse(text, _SIZE_UNITS, "size"))
-
-
-def parse_frequency(text: str) -> float:
-    return _parse(text, _FREQ_UNITS, "frequency")
 
 
 def _notebook_chunk(text: str) -> tuple[int, int]:
@@ -159,23 +128,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="tiling estimator with the notebook's original attention dims (to reproduce old numbers)",
     )
 
-    gem5 = parser.add_argument_group("gem5 machine overrides (gem5-mi200 / gem5-mi300 only)")
-    gem5.add_argument("--gem5-version", default="v24.0", help="selects the MFMA timing model (default v24.0)")
-    gem5.add_argument(
-        "--num-cus", type=int, help="-u/--num-compute-units (mi200 default 4; mi300.py forces 40)"
+    gem5 = parser.add_argument_group(
+        "gem5 machine knobs (gem5-mi200 / gem5-mi300x only: gem5's simulated machine, not the part)"
     )
-    gem5.add_argument("--sys-clock", type=parse_frequency, help="shader/CU clock, e.g. 1GHz (default 1GHz)")
-    gem5.add_argument("--tcc-size", type=parse_size, help="aggregate TCC (L2), e.g. 256kB (default)")
-    gem5.add_argument("--num-tccs", type=int, help="TCC slices (default 1)")
     gem5.add_argument(
-        "--dram-type",
-        metavar="CLASS",
-        help="--dgpu-mem-type, a gem5 DRAM class: "
-        + ", ".join(sorted(GEM5_DRAM_TYPES))
-        + " (default HBM_1000_4H_1x128)",
+        "--gem5-version",
+        default="v24.0",
+        help="v24.0 | v24.1 | v25: selects the MFMA timing model (default v24.0)",
     )
-    gem5.add_argument("--dram-channels", type=int, help="--dgpu-num-dirs: DRAM channels (default 1)")
-    gem5.add_argument("--mfma-scale", type=float, help="--mfma-scale (gem5 >= v24.1)")
+    add_gpu_knob_arguments(gem5)
 
     out = parser.add_argument_group("output")
     add_format_options(out)
@@ -185,15 +146,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     model = load_model_config(args.model, allow_hub=args.from_hub)
-    overrides = {
-        "num_cus": args.num_cus,
-        "sys_clock_hz": args.sys_clock,
-        "tcc_bytes": args.tcc_size,
-        "num_tccs": args.num_tccs,
-        "dram_type": args.dram_type,
-        "dram_channels": args.dram_channels,
-        "mfma_scale": args.mfma_scale,
-    }
+    overrides = gpu_overrides(args)
     names = [n for n in args.hardware.split(",") if n.strip()]
     if not names:
         raise InputError("--hardware is empty; choose one of: " + ", ".join(list_hardware()))

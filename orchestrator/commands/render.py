@@ -7,19 +7,25 @@ import re
 import sys
 from pathlib import Path
 
-from workloads.errors import InputError
+from foundation.errors import InputError
+from orchestrator.knobs import add_gpu_knob_arguments, gpu_overrides, size_arg
 
 DESCRIPTION = """\
-Render one gem5 GPU full-system run into a directory:
+Render one gem5 GPU full-system run into a directory.
 
+The simulation (the same files on every host; its run_id names it):
   gem5_config.py         classic config (gem5's configs/example/gpufs pieces + layerlab's loop)
-  gem5_config_stdlib.py  stdlib ViperBoard config with the same loop (gem5 v24.1+ only)
+  gem5_config_stdlib.py  instead, with --script-style stdlib: the stdlib ViperBoard (v24.1+)
   guest_run.sh           the guest script gem5 hands over via `m5 readfile`
-  params.json            every parameter, gem5 defaults replaced by explicit values
-  command.json           the gem5 argv (run it with the run directory as cwd)
+  params.json            machine, workload (inputs by sha256), gem5 identity, run_id
+This host's instantiation of it:
+  command.json           the gem5 argv (cwd = the run directory) or a container spec
+  run.sh                 runs it: `runs/l3/run.sh`
+  instantiation.json     host paths of kernel, disks, gem5 binary and tree
 
-Same inputs give byte-identical files; the printed content hash names the run. The guest
-command after `--` must already be in the disk image (nothing is embedded)."""
+--device names gem5's machine (mi300x = stock mi300.py's 40 CUs, 1 HBM channel, 256 KiB TCC),
+not the datasheet part. The run_id hashes machine + workload + gem5 identity + input digests,
+never host paths. The guest command after `--` must already be in the disk image."""
 
 EPILOG = """\
 examples:
@@ -36,26 +42,15 @@ examples:
   layerlab render ... --out runs/boot --checkpoint-dir ckpt/boot
   layerlab render ... --out runs/l3 --restore-dir ckpt/boot --window 120:131 -- python3 ...
 
-  # inside gem5's GPU container instead of a host binary
-  layerlab render ... --gem5-src ~/gem5 --docker-image ghcr.io/gem5/gpu-fs:latest -- ...
+  # slice layer 3 of step 1 out of a census run: same machine, same guest command, the window
+  # from the census kernel map, per-kernel dumps on; writes slice.json
+  layerlab render --from-census runs/census --step 1 --layer 3 --out runs/l3
 
-then:  cd runs/l3 && <argv of command.json>"""
+  # inside gem5's GPU container (it holds no gem5: the binary built in that image is mounted)
+  layerlab render ... --gem5 ~/gem5/build/VEGA_X86/gem5.opt --docker-image ghcr.io/gem5/gpu-fs@sha256:<digest> -- ...
 
-
-def _size_bytes(text: str) -> int:
-    match = re.fullmatch(r"\s*(\d+)\s*(GiB|GB|G|MiB|MB|M|KiB|kB|KB|K)?\s*", text)
-    if not match:
-        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 256KiB, 4MiB, 8GiB)")
-    scale = {"G": 30, "M": 20, "K": 10, "k": 10}[match.group(2)[0]] if match.group(2) else 0
-    return int(match.group(1)) << scale
-
-
-def _hz(text: str) -> float:
-    match = re.fullmatch(r"\s*([\d.]+)\s*(GHz|MHz|kHz|Hz)?\s*", text)
-    if not match:
-        raise argparse.ArgumentTypeError(f"not a clock: {text!r} (e.g. 1GHz, 1801MHz)")
-    unit = match.group(2) or "Hz"
-    return float(match.group(1)) * {"GHz": 1e9, "MHz": 1e6, "kHz": 1e3, "Hz": 1.0}[unit]
+then:  layerlab preflight runs/l3    # check it against the gem5 source tree's own Python
+       runs/l3/run.sh                # or the argv of command.json, from runs/l3"""
 
 
 def _window(text: str) -> tuple[int, int]:
@@ -74,11 +69,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     run = parser.add_argument_group("run")
-    run.add_argument("--device", required=True, help="mi200 | mi300x")
-    run.add_argument("--gem5-version", required=True, metavar="V", help="gem5 profile: v24.0 | v24.1 | v25")
+    run.add_argument("--device", help="gem5 machine: mi200 | mi300x (any case; gem5-mi300 too)")
+    run.add_argument(
+        "--gem5-version", metavar="V", help="gem5 profile: v24.0 | v24.1 | v25 (or a release tag)"
+    )
     run.add_argument("--out", required=True, metavar="DIR", help="run directory to write")
     run.add_argument(
-        "--skip-until", type=int, default=0, metavar="K", help="skip non-blit kernels 0..K-1 (default 0)"
+        "--skip-until", type=int, default=None, metavar="K", help="skip non-blit kernels 0..K-1 (default 0)"
     )
     run.add_argument("--exit-after", type=int, default=None, metavar="M", help="stop after non-blit kernel M")
     run.add_argument(
@@ -88,61 +85,62 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--exit-at-task", type=int, default=None, metavar="N", help="stop after N GPU tasks (blits too)"
     )
     run.add_argument(
-        "--per-kernel-dumps", action="store_true", help="dump+reset stats at every kernel/blit in the window"
+        "--per-kernel-dumps",
+        action="store_true",
+        default=None,
+        help="dump+reset stats at every kernel/blit in the window",
     )
     run.add_argument(
         "--tick-limit", type=int, default=None, metavar="TICKS", help="--abs-max-tick (default: none)"
     )
     run.add_argument(
-        "--outdir", default="m5out", help="gem5 output dir inside the run directory (default m5out)"
+        "--outdir", default=None, help="gem5 output dir inside the run directory (default m5out)"
     )
     run.add_argument(
         "--script-style",
         choices=("classic", "stdlib"),
-        default="classic",
-        help="which rendered config command.json runs (stdlib: v24.1+)",
+        default=None,
+        help="classic (default) configs/example/gpufs, or the stdlib ViperBoard (v24.1+)",
+    )
+    run.add_argument(
+        "--force",
+        action="store_true",
+        help="render over outputs of another render (they are moved aside to <outdir>.stale-N)",
     )
 
-    hw = parser.add_argument_group(
-        "GPU knobs (default: layerlab's machine for the device; gem5 defaults in --help of gem5)"
+    census = parser.add_argument_group("slice from a census run (instead of retyping the command)")
+    census.add_argument("--from-census", metavar="DIR", help="census run directory (with its kernel map)")
+    census.add_argument(
+        "--step", type=int, metavar="T", help="step in run order (0-based), as `layerlab window`"
     )
-    hw.add_argument("--num-cus", type=int, help="compute units (gem5 default 4; mi300.py 40)")
-    hw.add_argument("--sys-clock", type=_hz, help="shader/CU clock, e.g. 1GHz (gem5 default 1GHz)")
-    hw.add_argument("--gpu-clock", type=_hz, help="GPU cache/TLB clock (gem5 default 1GHz)")
-    hw.add_argument("--tcp-size", type=_size_bytes, help="L1D per CU (gem5 default 16KiB)")
-    hw.add_argument("--tcc-size", type=_size_bytes, help="L2 total over all TCCs (gem5 default 256KiB)")
-    hw.add_argument("--num-tccs", type=int, help="L2 slices (gem5 default 1)")
-    hw.add_argument(
-        "--sqc-size", type=_size_bytes, help="instruction/scalar cache per 4 CUs (gem5 default 32KiB)"
-    )
-    hw.add_argument("--dram-type", help="GPU DRAM class (gem5 default HBM_1000_4H_1x128)")
-    hw.add_argument(
-        "--dram-channels", type=int, help="GPU memory channels = --dgpu-num-dirs (gem5 default 1)"
-    )
-    hw.add_argument(
-        "--reg-alloc-policy",
-        choices=("dynamic", "simple"),
-        help="dynamic (layerlab default) or simple (gem5 default: ONE workgroup per CU)",
-    )
-    hw.add_argument("--mfma-scale", type=float, help="scale MFMA matrix-core cycles (v24.1+; default 1.0)")
-    hw.add_argument("--gpu-mem", type=_size_bytes, help="GPU memory (must be 16GiB in gem5 v24.x)")
+    census.add_argument("--layer", type=int, metavar="L", help="decoder layer (0-based)")
+    census.add_argument("--module", metavar="M", help="one module of the layer (q_proj, attention, ...)")
+
+    hw = parser.add_argument_group("GPU knobs (default: layerlab's machine for the device)")
+    add_gpu_knob_arguments(hw)
 
     sysg = parser.add_argument_group("system")
+    sysg.add_argument("--kernel", metavar="PATH", help="vmlinux extracted from the same disk image")
+    sysg.add_argument("--disk", metavar="PATH", help="boot disk image (/dev/sda)")
     sysg.add_argument(
-        "--kernel", required=True, metavar="PATH", help="vmlinux extracted from the same disk image"
+        "--second-disk", metavar="PATH", help="second disk (/dev/sdb; stock mi200.py reuses --disk)"
     )
-    sysg.add_argument("--disk", required=True, metavar="PATH", help="boot disk image (/dev/sda)")
-    sysg.add_argument("--second-disk", metavar="PATH", help="second disk (/dev/sdb)")
-    sysg.add_argument("--root-partition", default="/dev/sda1", help="root= partition (default /dev/sda1)")
+    sysg.add_argument("--root-partition", default=None, help="root= partition (default /dev/sda1)")
     sysg.add_argument(
-        "--host-mem", type=_size_bytes, default=8 << 30, help="host memory (default 8GiB, as mi300.py)"
+        "--host-mem",
+        type=size_arg,
+        default=None,
+        help="host memory (default 8GiB as mi300.py; 3GiB for stdlib)",
     )
-    sysg.add_argument("--cpu", choices=("kvm", "atomic"), default="kvm", help="host CPU model (default kvm)")
+    sysg.add_argument("--cpu", choices=("kvm", "atomic"), default=None, help="host CPU model (default kvm)")
     sysg.add_argument(
-        "--kvm-perf", action="store_true", help="use KVM perf counters (needs perf_event_paranoid <= 1)"
+        "--kvm-perf",
+        action="store_true",
+        default=None,
+        help="use KVM perf counters (needs perf_event_paranoid <= 1)",
     )
     sysg.add_argument(
-        "--guest-env", action="append", default=[], metavar="NAME=VALUE", help="export in the guest"
+        "--guest-env", action="append", default=None, metavar="NAME=VALUE", help="export in the guest"
     )
     sysg.add_argument(
         "--checkpoint-dir", metavar="DIR", help="boot, load the driver, checkpoint to DIR, stop"
@@ -151,12 +149,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     g5 = parser.add_argument_group("gem5")
     g5.add_argument("--gem5-src", metavar="DIR", help="gem5 source tree (its configs/ is imported)")
-    where = g5.add_mutually_exclusive_group()
-    where.add_argument(
-        "--gem5", metavar="BIN", default="gem5.opt", help="host gem5 binary (default gem5.opt on PATH)"
+    g5.add_argument(
+        "--gem5",
+        metavar="BIN",
+        default=None,
+        help="gem5 binary (default gem5.opt on PATH; with a container, mounted in)",
     )
-    where.add_argument(
-        "--docker-image", metavar="IMG", help="run inside this container (e.g. ghcr.io/gem5/gpu-fs:latest)"
+    g5.add_argument(
+        "--docker-image",
+        metavar="IMG",
+        help="run inside this container (pin it: ghcr.io/gem5/gpu-fs@sha256:...)",
     )
     g5.add_argument(
         "--debug-flags",
@@ -169,102 +171,249 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     g5.add_argument("--debug-start", type=int, default=None, metavar="TICK", help="trace only from TICK on")
     parser.add_argument("--format", choices=("text", "json"), default="text", help="text (default) or json")
+    parser.add_argument(
+        "--json", dest="format", action="store_const", const="json", help="same as --format json"
+    )
     parser.add_argument("guest_command", nargs=argparse.REMAINDER, help="-- then the guest argv")
     parser.set_defaults(func=run_render)
 
 
-_KNOBS = {
-    "num_cus": "num_cus",
-    "sys_clock": "sys_clock_hz",
-    "gpu_clock": "gpu_clock_hz",
-    "tcp_size": "tcp_bytes",
-    "tcc_size": "tcc_bytes",
-    "num_tccs": "num_tccs",
-    "sqc_size": "sqc_bytes",
-    "dram_type": "dram_type",
-    "dram_channels": "dram_channels",
-    "reg_alloc_policy": "reg_alloc_policy",
-    "mfma_scale": "mfma_scale",
-    "gpu_mem": "gpu_mem_bytes",
+#: CLI flag (dest) -> render parameter, for the options that are not GPU knobs.
+_OPTIONS = {
+    "second_disk": "second_disk",
+    "root_partition": "root_partition",
+    "host_mem": "host_mem_bytes",
+    "cpu": "cpu_type",
+    "kvm_perf": "kvm_perf",
+    "exit_at_task": "exit_at_task",
+    "per_kernel_dumps": "per_kernel_dumps",
+    "debug_at_gpu_task": "debug_at_gpu_task",
+    "debug_start": "debug_start",
+    "tick_limit": "tick_limit",
+    "checkpoint_dir": "checkpoint_dir",
+    "restore_dir": "restore_dir",
+    "gem5_src": "gem5_src",
+    "gem5": "gem5_binary",
+    "docker_image": "docker_image",
+    "script_style": "script_style",
+    "outdir": "outdir",
 }
+
+
+def _guest_command(args: argparse.Namespace) -> tuple[str, ...]:
+    command = list(args.guest_command)
+    if command and command[0] == "--":
+        command = command[1:]
+    return tuple(command)
 
 
 def params_from_args(args: argparse.Namespace):  # -> RenderParams
     from gem5_configs.params import make_params
 
+    options = {
+        dest: getattr(args, flag) for flag, dest in _OPTIONS.items() if getattr(args, flag) is not None
+    }
     skip_until, exit_after = args.skip_until, args.exit_after
     if args.window is not None:
-        if args.skip_until or args.exit_after is not None:
+        if skip_until is not None or exit_after is not None:
             raise InputError("--window: give either --window K:M or --skip-until/--exit-after, not both")
         skip_until, exit_after = args.window
-    command = list(args.guest_command)
-    if command and command[0] == "--":
-        command = command[1:]
-    env = []
-    for item in args.guest_env:
-        name, sep, value = item.partition("=")
-        if not sep:
-            raise InputError(f"--guest-env: expected NAME=VALUE, got {item!r}")
-        env.append((name, value))
-    overrides = {field: getattr(args, opt) for opt, field in _KNOBS.items() if getattr(args, opt) is not None}
+    if skip_until is not None:
+        options["skip_until"] = skip_until
+    if exit_after is not None:
+        options["exit_after"] = exit_after
+    command = _guest_command(args)
+    if command:
+        options["guest_command"] = command
+    if args.guest_env is not None:
+        env = []
+        for item in args.guest_env:
+            name, sep, value = item.partition("=")
+            if not sep:
+                raise InputError(f"--guest-env: expected NAME=VALUE, got {item!r}")
+            env.append((name, value))
+        options["guest_env"] = tuple(env)
+    if args.debug_flags is not None:
+        options["debug_flags"] = tuple(f for f in args.debug_flags.split(",") if f)
+    overrides = gpu_overrides(args)
+    if args.from_census:
+        return _from_census(args, options, overrides)
+    for flag in ("device", "gem5_version", "kernel", "disk"):
+        if getattr(args, flag) is None:
+            raise InputError(f"--{flag.replace('_', '-')}: required (or render --from-census DIR)")
+    for flag in ("step", "layer", "module"):
+        if getattr(args, flag) is not None:
+            raise InputError(f"--{flag}: only with --from-census DIR")
     return make_params(
         profile=args.gem5_version,
         device=args.device,
         kernel=args.kernel,
         disk=args.disk,
         gpu_overrides=overrides,
-        guest_command=tuple(command),
-        guest_env=tuple(env),
-        second_disk=args.second_disk,
-        root_partition=args.root_partition,
-        host_mem_bytes=args.host_mem,
-        cpu_type=args.cpu,
-        kvm_perf=args.kvm_perf,
-        skip_until=skip_until,
-        exit_after=exit_after,
-        exit_at_task=args.exit_at_task,
-        per_kernel_dumps=args.per_kernel_dumps,
-        debug_flags=tuple(f for f in (args.debug_flags or "").split(",") if f),
-        debug_at_gpu_task=args.debug_at_gpu_task,
-        debug_start=args.debug_start,
-        tick_limit=args.tick_limit,
-        checkpoint_dir=args.checkpoint_dir,
-        restore_dir=args.restore_dir,
-        gem5_src=args.gem5_src,
-        gem5_binary=args.gem5,
-        docker_image=args.docker_image,
-        script_style=args.script_style,
-        outdir=args.outdir,
+        **options,
     )
+
+
+def _from_census(args: argparse.Namespace, options: dict, overrides: dict):  # -> (RenderParams, slice)
+    """The census run's simulation with the window of (step, layer[, module]) set.
+
+    The guest command is the census's, unchanged: kernel indices are only valid for the identical
+    program. The machine is the census's too, unless knobs are given (the kernel sequence of a
+    program does not depend on the GPU model's timing, so a slice may be simulated on a variant).
+    """
+    from dataclasses import replace
+
+    from gem5_configs.params import make_params
+    from gem5_configs.render import read_params
+    from workloads.census import load_kernel_map, window
+
+    if args.step is None or args.layer is None:
+        raise InputError("--from-census: give --step T and --layer L (and optionally --module M)")
+    for name in ("skip_until", "exit_after", "guest_command", "guest_env"):
+        if name in options:
+            flag = {"guest_command": "the guest command after --", "guest_env": "--guest-env"}.get(
+                name, "--" + name.replace("_", "-") + " / --window"
+            )
+            raise InputError(f"--from-census: {flag} comes from the census run; do not give it")
+    census_dir = Path(args.from_census)
+    census = read_params(census_dir)
+    kernel_map = load_kernel_map(census_dir)
+    census_id = census_run_id = kernel_map.meta.get("run_id")
+    from foundation.rundir import run_id_of
+
+    recorded = run_id_of(census_dir)
+    if census_run_id and recorded and census_run_id != recorded:
+        raise InputError(
+            f"{census_dir}: its outputs come from run {census_run_id}, but the directory was re-rendered as "
+            f"{recorded}; re-run the census (or `layerlab census` it again) before slicing"
+        )
+    census_id = recorded or census_id
+    win, expected = window(kernel_map, args.step, args.layer, args.module)
+    inst = census.instantiation
+    if census.workload.kind == "boot_checkpoint":
+        raise InputError(f"--from-census: {census_dir} is a boot-checkpoint run, not a census")
+    base: dict = {
+        "guest_command": census.workload.guest_command,
+        "guest_env": census.workload.guest_env,
+        "root_partition": census.machine.root_partition,
+        "host_mem_bytes": census.machine.host_mem_bytes,
+        "cpu_type": census.machine.cpu_type,
+        "num_cpus": census.machine.num_cpus,
+        "script_style": census.machine.script_style,
+        "per_kernel_dumps": True,
+        "gem5_src": inst.gem5_src,
+        "gem5_binary": inst.gem5_binary,
+        "docker_image": inst.docker_image,
+        "kvm_perf": inst.kvm_perf,
+        "second_disk": inst.second_disk,
+        "restore_dir": inst.restore_dir,
+    }
+    base.update(options)
+    base.update(skip_until=win.skip_until, exit_after=win.exit_after)
+    gpu = replace(census.machine.gpu)
+    params = make_params(
+        profile=census.machine.profile,
+        device=census.machine.device,
+        kernel=args.kernel or inst.kernel,
+        disk=args.disk or inst.disk,
+        gpu=gpu,
+        gpu_overrides=overrides,
+        **{k: v for k, v in base.items() if v is not None},
+    )
+    if (
+        params.workload.kernel_digest != census.workload.kernel_digest
+        or params.workload.disk_digest != census.workload.disk_digest
+    ):
+        raise InputError(
+            f"--from-census: the kernel or disk differs from the census run's ({census_dir}/params.json); "
+            "kernel indices are only valid for the identical guest"
+        )
+    slice_record = {
+        "census_run_id": census_id,
+        "census_dir": str(census_dir.resolve()),
+        "step": args.step,
+        "layer": args.layer,
+        "module": args.module,
+        "skip_until": win.skip_until,
+        "exit_after": win.exit_after,
+        "expected_kernels": win.num_kernels,
+        "kernels": [
+            {k: (None if _isna(v) else v) for k, v in row.items()}
+            for row in expected[["kernel_index", "step", "layer", "module"]].to_dict("records")
+        ],
+    }
+    return params, slice_record
+
+
+def _isna(value) -> bool:
+    try:
+        return value != value or value is None or str(value) == "<NA>"
+    except (TypeError, ValueError):
+        return False
 
 
 def run_render(args: argparse.Namespace) -> int:
     import logging
 
-    from gem5_configs.render import render_to_dir
+    from foundation import atomic
+    from foundation.rundir import SLICE_FILE, stale_outputs
+    from gem5_configs.render import render_run
     from orchestrator.output import dumps_json
 
     logging.basicConfig(format="layerlab render: warning: %(message)s", level=logging.WARNING)
-    params = params_from_args(args)
-    rendered, written = render_to_dir(params, args.out)
+    built = params_from_args(args)
+    params, slice_record = built if isinstance(built, tuple) else (built, None)
+    rendered = render_run(params)
+    out = Path(args.out)
+    stale = stale_outputs(out, rendered.run_id, params.outdir)
+    moved = None
+    if stale:
+        if not args.force:
+            shown = ", ".join(str(p.relative_to(out)) for p in stale[:4]) + (" ..." if len(stale) > 4 else "")
+            raise InputError(
+                f"--out: {out / params.outdir} holds outputs of another render ({len(stale)} files: {shown}); "
+                "they would be read as this run's. Use another --out, or --force to move them aside"
+            )
+        moved = _move_aside(out / params.outdir)
+    written = rendered.write(out)
+    if slice_record is not None:
+        slice_record = {"run_id": rendered.run_id, **slice_record}
+        atomic.write_text(out / SLICE_FILE, dumps_json(slice_record))
+        written.append(out / SLICE_FILE)
+    else:
+        (out / SLICE_FILE).unlink(missing_ok=True)
     if args.format == "json":
         sys.stdout.write(
             dumps_json(
                 {
-                    "out": str(Path(args.out)),
+                    "out": str(out),
+                    "run_id": rendered.run_id,
                     "hash": rendered.content_hash,
                     "files": [p.name for p in written],
                     "argv": list(rendered.command.argv),
+                    "moved_aside": str(moved) if moved else None,
+                    "slice": slice_record,
                 }
             )
         )
     else:
-        print(f"rendered {len(written)} files to {args.out}  (hash {rendered.content_hash[:16]})")
+        if moved:
+            print(f"moved outputs of another render aside to {moved}")
+        print(f"rendered run {rendered.run_id} into {out}  ({len(written)} files)")
         for path in written:
             print(f"  {path.name}")
-        print(
-            f"run:  cd {args.out} && "
-            + " ".join(rendered.command.argv[:6])
-            + " ...  (full argv in command.json)"
-        )
+        if slice_record is not None:
+            print(
+                f"window {slice_record['skip_until']}:{slice_record['exit_after']} "
+                f"({slice_record['expected_kernels']} kernels) from census {slice_record['census_run_id']}"
+            )
+        print(f"run:  {out}/run.sh   (or the argv of command.json from {out})")
     return 0
+
+
+def _move_aside(folder: Path) -> Path:
+    n = 1
+    while (target := folder.with_name(f"{folder.name}.stale-{n}")).exists():
+        n += 1
+    folder.rename(target)
+    return target

@@ -6,8 +6,8 @@ import argparse
 
 import pandas as pd
 
+from foundation.errors import InputError
 from orchestrator.output import add_format_options, emit
-from workloads.errors import InputError
 from workloads.slicer import slice_kernels
 from workloads.traces import read_trace
 

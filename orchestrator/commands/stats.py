@@ -11,16 +11,16 @@ from pathlib import Path
 import pandas as pd
 import polars as pl
 
+from foundation.errors import InputError
 from orchestrator.output import add_format_options, emit
-from workloads.errors import InputError
 
 EPILOG = """\
 examples:
   layerlab stats m5out/stats.txt --grep 'shaderActiveTicks|simTicks'
   layerlab stats m5out/stats.txt --dump 3 --format csv -o dump3.csv
   layerlab stats 'h5://m5out/stats.h5' --format json
-  layerlab stats runs/decode-l3/m5out --kernels            # one row per kernel dump
-  layerlab stats runs/decode-l3/m5out --kernels --format parquet -o kernels.parquet
+  layerlab stats runs/decode-l3 --kernels                  # one row per kernel dump
+  layerlab stats runs/decode-l3 --kernels --format parquet -o kernels.parquet
 
 The long table has one row per printed value: dump,name,value,unit then key, value_int
 (exact integers), dump_message, pdf_pct, cdf_pct, line. A stat gem5 did not print in a dump
@@ -53,7 +53,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("path", help="stats.txt, h5://stats.h5, stats.json, or a run directory (m5out)")
+    parser.add_argument(
+        "path",
+        help="stats.txt, h5://stats.h5, stats.json, a gem5 outdir, or a run directory (its outdir is read)",
+    )
     parser.add_argument(
         "--kernels",
         action="store_true",
@@ -71,8 +74,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from foundation.rundir import outputs_dir
     from stats_parsers import grep, kernel_table, read_stats
     from stats_parsers.stats_text import to_pandas
+
+    if not args.path.startswith("h5://"):
+        # A run directory means its gem5 outdir, as the run's own command.json names it.
+        args.path = str(outputs_dir(args.path))
 
     if args.kernels:
         with _working(args.path):

@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
         }
         text = dumps_json(payload)
         if args.output:
-            from workloads import atomic
+            from foundation import atomic
 
             atomic.write_text(args.output, text)
         else:

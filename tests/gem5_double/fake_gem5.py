@@ -367,6 +367,10 @@ def _fixture_gpu_lines() -> list[str]:
 
 
 # ------------------------------------------------------------------------------ fake modules
+def _no_attr(name: str) -> Any:
+    raise AttributeError(name)
+
+
 def _module(name: str, **attrs: Any) -> types.ModuleType:
     module = types.ModuleType(name)
     module.__dict__.update(attrs)
@@ -427,6 +431,8 @@ def _fake_modules(engine: Engine, table: dict[str, str], outdir: Path) -> dict[s
 
     m5.trace = _module("m5.trace", enable=lambda: trace_set(True), disable=lambda: trace_set(False))
     m5.objects = _module("m5.objects", Root=Root)
+    # Any other SimObject class a script names (DRAM interfaces, ...) is a plain fake object.
+    m5.objects.__getattr__ = lambda name: FakeSimObject if name[:1].isupper() else _no_attr(name)
     m5.util = _module("m5.util", addToPath=lambda path: None)
 
     common = _module("common", __path__=[])
@@ -467,8 +473,11 @@ def _fake_stdlib(engine: Engine) -> dict[str, types.ModuleType]:
     """gem5 stdlib pieces the ViperBoard script imports (v24.1 signatures, PR #1636)."""
 
     class BaseViperGPU(FakeSimObject):
+        """v24.1.0.3 / develop-2025-05 signatures: gpu_memory required, no memory-channel knob."""
+
         def __init__(
             self,
+            gpu_memory: Any,
             num_cus: int = 40,
             cu_per_sqc: int = 4,
             tcp_size: str = "16KiB",
@@ -480,16 +489,21 @@ def _fake_stdlib(engine: Engine) -> dict[str, types.ModuleType]:
             tcc_size: str = "256KiB",
             tcc_assoc: int = 16,
             tcc_count: int = 16,
-            num_memory_channels: int = 16,
             cache_line_size: int = 64,
         ) -> None:
             dispatcher = FakeDispatcher(kernel_exit_events=False)  # ViperShader: GPUDispatcher()
             cmd = FakeCommandProcessor(dispatcher=dispatcher)
-            self._shader = FakeSimObject(
-                dispatcher=dispatcher, gpu_cmd_proc=cmd, CUs=[FakeSimObject() for _ in range(num_cus)]
+            self.set_shader(
+                FakeSimObject(
+                    dispatcher=dispatcher, gpu_cmd_proc=cmd, CUs=[FakeSimObject() for _ in range(num_cus)]
+                )
             )
+            self.gpu_memory = gpu_memory
             self.num_cus = num_cus
             engine.dispatcher, engine.cmd_proc = dispatcher, cmd
+
+        def set_shader(self, shader: Any) -> None:
+            self.shader = shader
 
     class MI300X(BaseViperGPU):
         pass
@@ -538,6 +552,7 @@ def _fake_stdlib(engine: Engine) -> dict[str, types.ModuleType]:
         "gem5.components.devices.gpus.amdgpu": {"MI300X": MI300X, "MI210": MI210},
         "gem5.components.memory.single_channel": {"SingleChannelDDR4_2400": FakeSimObject},
         "gem5.components.memory.hbm": {"HBM2Stack": FakeSimObject},
+        "gem5.components.memory.memory": {"ChanneledMemory": lambda *a, **k: FakeSimObject(**k)},
         "gem5.components.processors.cpu_types": {
             "CPUTypes": types.SimpleNamespace(KVM="kvm", ATOMIC="atomic")
         },
@@ -575,6 +590,7 @@ def parse_gem5_argv(argv: list[str]) -> tuple[argparse.Namespace, str, list[str]
     parser.add_argument("--debug-end", default=None)
     parser.add_argument("--listener-mode", default="auto")
     parser.add_argument("-q", "--quiet", action="count", default=0)
+    parser.add_argument("-p", "--path", action="append", default=[])
     split = next((i for i, a in enumerate(argv) if not a.startswith("-")), None)
     if split is None:
         raise DoubleError("no config script on the command line")
@@ -698,6 +714,9 @@ def run(argv: list[str], scenario: dict[str, Any] | None = None, cwd: str | Path
             print("gem5 Simulator System.  https://www.gem5.org  (layerlab TEST DOUBLE -- not a simulator)")
             print("command line: gem5.opt " + " ".join(argv))
             sys.modules.update(modules)
+            # gem5's main.py: -p/--path entries (':'-separated) go first, then the script's dir.
+            entries = [e for value in opts.path for e in value.split(":") if e]
+            sys.path[0:0] = [str(Path(script).resolve().parent), *entries]
             sys.argv = [script, *script_args]
             try:
                 code = compile(text, script, "exec")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from workloads.errors import InputError, unknown_name
+from foundation.errors import InputError, unknown_name
 
 #: Where the image stage installs these scripts inside the guest.
 GUEST_DIR = "/opt/layerlab/drivers"

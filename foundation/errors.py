@@ -1,7 +1,7 @@
 """The one error type for bad user input, shared by every stage.
 
-It lives in ``workloads`` because that is the first package in the data flow, so every later
-stage may import it without breaking the layering rule. The CLI turns it into a one-line
+It lives in ``foundation``, below every stage, so each may import it without breaking the
+layering rule. The CLI turns it into a one-line
 message and exit code 2; anything else escaping is a bug and keeps its traceback.
 """
 

@@ -6,10 +6,11 @@ to the kill. ``stats_parsers`` joins it with ``stats.txt`` dumps to label per-ke
 the census (``workloads.census``) turns marker events into a kernel map. This module is the one
 place the schema is written down; the template takes its field names from here.
 
-Schema ``layerlab-events/1`` -- every record has ``kind``:
+Schema ``layerlab-events/2`` -- every record has ``kind``:
 
 ``start`` (first line)
-    ``schema``, ``skip_until``, ``exit_after`` (-1 = none), ``exit_at_task`` (-1 = none),
+    ``schema``, ``run_id`` (the ``run_id`` of the render that wrote the config: outputs are
+    tied to their render, and a stale ``m5out/`` is recognised), ``skip_until``, ``exit_after`` (-1 = none), ``exit_at_task`` (-1 = none),
     ``dump_per_kernel`` (bool), ``gem5_profile`` (e.g. ``"v24.0"``), ``tick``.
 ``skip`` | ``kernel`` | ``blit`` | ``workbegin`` | ``workend`` | ``checkpoint`` | ``other``
     ``seq``        0-based event number within the run,
@@ -40,10 +41,13 @@ from typing import Any
 
 import pandas as pd
 
-from workloads.errors import InputError
+from foundation.errors import InputError
+from foundation.rundir import EVENTS_FILENAME
 
-SCHEMA = "layerlab-events/1"
-FILENAME = "layerlab_events.jsonl"
+SCHEMA = "layerlab-events/2"
+#: Older schemas still read (``/1`` had no ``run_id``).
+READABLE_SCHEMAS = ("layerlab-events/1", SCHEMA)
+FILENAME = EVENTS_FILENAME
 
 #: Exact gem5 exit causes and the event kind each maps to (gem5_gpufs.md §2.2).
 CAUSE_KINDS: dict[str, str] = {
@@ -72,6 +76,7 @@ EVENT_FIELDS = (
 START_FIELDS = (
     "kind",
     "schema",
+    "run_id",
     "skip_until",
     "exit_after",
     "exit_at_task",
@@ -81,7 +86,11 @@ START_FIELDS = (
 )
 END_FIELDS = ("kind", "cause", "exit_code", "tick", "kernels_done", "tasks_done", "expected", "tail_dump")
 
-_REQUIRED = {"start": START_FIELDS, "end": END_FIELDS, **{k: EVENT_FIELDS for k in EVENT_KINDS}}
+_REQUIRED = {
+    "start": tuple(f for f in START_FIELDS if f != "run_id"),
+    "end": END_FIELDS,
+    **{k: EVENT_FIELDS for k in EVENT_KINDS},
+}
 
 
 def kind_of(cause: str) -> str:
@@ -119,8 +128,10 @@ def iter_records(path: str | Path) -> Iterator[dict[str, Any]]:
                 raise InputError(f"{path}:{lineno}: {kind} record lacks field(s) {', '.join(missing)}")
             if lineno == 1 and kind != "start":
                 raise InputError(f"{path}:1: first record must be 'start', got {kind!r}")
-            if kind == "start" and record["schema"] != SCHEMA:
+            if kind == "start" and record["schema"] not in READABLE_SCHEMAS:
                 raise InputError(f"{path}:{lineno}: schema {record['schema']!r} is not {SCHEMA!r}")
+            if kind == "start" and record["schema"] == SCHEMA and "run_id" not in record:
+                raise InputError(f"{path}:{lineno}: start record lacks field(s) run_id")
             record["_line"] = lineno
             yield record
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from workloads.errors import InputError
+from foundation.errors import InputError
 
 #: A ``skip_until`` beyond any real program: every non-blit kernel is skipped (a census run).
 SKIP_ALL = 1_000_000_000

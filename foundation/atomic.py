@@ -2,7 +2,7 @@
 
 Every stage writes results that later stages trust (stats caches, renders, kernel maps,
 manifests). A crash or a bad input half-way must never leave a truncated file behind, so all
-writes go through here. It lives in ``workloads`` (the first stage) so all stages may import it.
+writes go through here. It lives in ``foundation`` so all stages may import it.
 """
 
 from __future__ import annotations
