@@ -20,7 +20,8 @@ Conventions (analytical_anchors.md §2.2-2.3):
   activations, so decode KV read is exactly 2·C·Hkv·d·bytes·B.
 * Every op carries the module path it corresponds to in the engine (HF transformers or vLLM)
   so reports can join it with simulated kernels; functional ops (RoPE, attention core, KV
-  store) carry the attention module's path.
+  store) carry the attention module's path. ``role`` names the marker (``MODULE_CODES``) the
+  op's kernels run under; that, not the path, is what census kernels carry (``analytical.roles``).
 
 Engines: ``hf-eager`` = HF transformers eager mode: separate q/k/v and gate/up GEMMs, residual
 adds as their own kernels, DynamicCache (``torch.cat``: copies the past cache every step),
@@ -36,6 +37,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from analytical.roles import add_roles
 from foundation.errors import InputError, unknown_name
 from workloads.models import ModelConfig
 
@@ -722,7 +724,11 @@ def build_ops(
     layers: list[int] | None = None,
     include_model_ops: bool = False,
 ) -> pd.DataFrame:
-    """The op table: one row per (layer, op, shape); ``layer`` -1 marks non-layer ops."""
+    """The op table: one row per (layer, op, shape); ``layer`` -1 marks non-layer ops.
+
+    ``role`` (after ``module``) is the marker role the op's kernels run under, the key that joins
+    ops with census kernels (``analytical.roles``).
+    """
     engine = normalise_choice("engine", engine, ENGINES)
     attention = normalise_choice("attention", attention, ATTENTION_IMPLS)
     dtype = normalise_dtype(dtype or model.torch_dtype)
@@ -744,7 +750,7 @@ def build_ops(
     out.insert(
         0, "model", pd.Categorical.from_codes(np.zeros(len(out), dtype=np.int8), categories=[model.name])
     )
-    return out
+    return add_roles(out)  # the marker role each op's kernels run under (analytical.roles)
 
 
 def layer_op_table(

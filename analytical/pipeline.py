@@ -1,6 +1,8 @@
 """One call from (model, machine, phase, shapes) to the tidy estimate table the CLI prints.
 
-Column contract (scripts and reports rely on these names): ``op``, ``module``, ``phase``,
+Column contract (scripts and reports rely on these names): ``op``, ``module``, ``role`` (the
+marker role that joins census kernels), ``join`` (``op``: one-to-one with the role's kernels,
+``role``: aggregate per role; see analytical/roles.py), ``phase``,
 ``flops``, the five ``*_bytes`` classes, ``intensity``, ``bound``, ``t_compute_s``,
 ``t_memory_s``, one ``t_<estimator>_s`` per estimator, ``estimator`` + ``t_est_s`` (the selected
 one) and ``est_cycles`` at the machine's clock. ``layers='all'`` adds the non-layer ops
@@ -19,6 +21,7 @@ from analytical.calibration import CalibrationFactors
 from analytical.estimators import ESTIMATORS, estimate
 from analytical.hardware import HardwareSpec
 from analytical.ops import BYTE_COLUMNS, build_ops, make_shapes, parse_layers
+from analytical.roles import JOINS, ROLES, join_column
 from workloads.models import ModelConfig
 
 COLUMNS = (
@@ -29,6 +32,8 @@ COLUMNS = (
     "layer",
     "op",
     "module",
+    "role",
+    "join",
     "op_class",
     "compute_class",
     "dtype",
@@ -109,33 +114,39 @@ def estimate_layer(
         notebook_bugs=notebook_bugs,
     )
     work = (table["flops"] > 0) | (table["total_bytes"] > 0)
-    table = table.loc[work, list(COLUMNS)].reset_index(
-        drop=True
-    )  # no work = no kernel (HF's first cache update)
+    table = table.loc[work].reset_index(drop=True)  # no work = no kernel (HF's first cache update)
+    table["join"] = join_column(table, [*_STEP_LAYER, "layer"])  # after the filter: kernels only
+    table = table[list(COLUMNS)]
     if whole:
         table = add_totals(table)
     return table
 
 
+#: Columns that name one step on one machine (a layer within it adds ``layer``).
+_STEP_LAYER = (
+    "hardware",
+    "model",
+    "engine",
+    "phase",
+    "dtype",
+    "batch",
+    "seq",
+    "context",
+    "decode_tokens",
+    "decode_context",
+    "estimator",
+)
+
+
 def add_totals(table: pd.DataFrame) -> pd.DataFrame:
     """Append one ``op='total'`` row per (hardware, shape) with summed FLOPs, bytes and times."""
-    keys = [
-        "hardware",
-        "model",
-        "engine",
-        "phase",
-        "dtype",
-        "batch",
-        "seq",
-        "context",
-        "decode_tokens",
-        "decode_context",
-        "estimator",
-    ]
+    keys = list(_STEP_LAYER)
     sums = table.groupby(keys, sort=False, as_index=False, observed=True)[list(_SUMMED)].sum()
     sums["layer"] = -1
     sums["op"] = "total"
     sums["module"] = "model"
+    sums["role"] = pd.Categorical([None] * len(sums), categories=list(ROLES))  # no marker
+    sums["join"] = pd.Categorical([None] * len(sums), categories=list(JOINS))
     sums["op_class"] = "total"
     sums["compute_class"] = ""
     with np.errstate(divide="ignore", invalid="ignore"):

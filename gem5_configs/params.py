@@ -43,6 +43,15 @@ RUN_KINDS = ("plain", "boot_checkpoint", "restore")
 OUTDIR = "m5out"
 #: Host memory of a stdlib ViperBoard run: X86Board refuses more than 3 GiB (the I/O hole).
 STDLIB_HOST_MEM_BYTES = 3 * GiB
+#: Knobs the stdlib ViperCU hard-codes (gem5.components.devices.gpus.viper_shader, v24.1+).
+STDLIB_FIXED_KNOBS: dict[str, object] = {
+    "simds_per_cu": 4,
+    "wf_size": 64,
+    "vreg_file_size": 2048,
+    "sreg_file_size": 2048,
+    "lds_bytes": 64 * 1024,
+    "reg_alloc_policy": "dynamic",
+}
 #: Written by a boot-checkpoint run into its checkpoint directory: the run_id that made it.
 CHECKPOINT_ID_FILE = "layerlab_checkpoint.json"
 
@@ -335,11 +344,12 @@ def _check_machine(m: Machine, version: VersionProfile) -> None:
                 f"host_mem_bytes: gem5's stdlib X86Board supports at most 3 GiB of host memory (the I/O "
                 f"hole), got {m.host_mem_bytes / GiB:g} GiB; use --host-mem 3GiB or the classic style"
             )
-        if m.gpu.reg_alloc_policy == "simple":
-            raise InputError(
-                "gpu.reg_alloc_policy: the stdlib ViperCU always uses the dynamic pool manager; "
-                "'simple' can only be simulated with the classic style"
-            )
+        for knob, fixed in STDLIB_FIXED_KNOBS.items():
+            if getattr(m.gpu, knob) != fixed:
+                raise InputError(
+                    f"gpu.{knob}: the stdlib ViperCU fixes it at {fixed!r} (got {getattr(m.gpu, knob)!r}); "
+                    "use the classic style to simulate another value"
+                )
     if m.device == "mi200" and m.gpu.num_cus == 4:
         log.warning(
             "mi200 with gem5's default of 4 CUs: a real MI210 has 104; large kernels will be CU-bound "
@@ -400,6 +410,10 @@ def _check_run(p: RenderParams, version: VersionProfile) -> RenderParams:
         raise InputError(f"outdir: must be a relative path inside the run directory, got {inst.outdir!r}")
     if inst.restore_dir is not None and not Path(inst.restore_dir).is_dir():
         raise InputError(f"restore_dir: directory not found: {inst.restore_dir}")
+    if p.machine.script_style == "stdlib" and inst.second_disk:
+        raise InputError(
+            "second_disk: the stdlib ViperBoard attaches one disk; use the classic style for two"
+        )
     if inst.docker_image is not None and not re.fullmatch(r"[\w./:@-]+", inst.docker_image):
         raise InputError(
             f"docker_image: {inst.docker_image!r} is not an image reference (name[:tag][@sha256:...])"

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from foundation.errors import InputError
 
 #: Subcommands in the order ``--help`` lists them (data-flow order).
-COMMANDS = ("estimate", "slice", "census", "window", "render", "stats")
+COMMANDS = ("estimate", "slice", "census", "window", "render", "preflight", "stats")
 
 EPILOG = """\
 typical session (one layer of one decode step, from estimate to simulated cycles):

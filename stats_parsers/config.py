@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from analytical.hardware import GEM5_DRAM_TYPES
 from foundation import units
 from foundation.errors import InputError
 from stats_parsers import names
@@ -204,7 +205,8 @@ def _find_gpu(config: Gem5Config) -> GpuConfig:
     if not cu_paths:
         cu_paths = tuple(p for p in config.of_type("ComputeUnit") if p.startswith(shader + "."))
     cu_paths = tuple(sorted(cu_paths, key=lambda p: names.cu_index(p.rsplit(".", 1)[-1]) or 0))
-    tccs = config.of_type("TCC_Controller")
+    # v24.1+ prefix controller types with the protocol (GPU_VIPER_TCC_Controller).
+    tccs = sorted(p for p, o in config.objects.items() if str(o.get("type", "")).endswith("TCC_Controller"))
     tcc_size = None
     if tccs:
         cache = config.param(tccs[0], "L2cache")
@@ -240,5 +242,34 @@ def _gpu_dram(config: Gem5Config, notes: list[str]) -> tuple[str | None, int | N
     kinds = set()
     for ctrl in ctrls:
         dram = config.param(ctrl, "dram")
-        kinds.add(config.param(dram, "type") if dram and dram in config else config.param(ctrl, "type"))
+        kinds.add(dram_class(config, dram) if dram and dram in config else config.param(ctrl, "type"))
     return ", ".join(sorted(k for k in kinds if k)), len(ctrls)
+
+
+def dram_class(config: Gem5Config, dram: str) -> str | None:
+    """The gem5 DRAM class whose timing a ``DRAMInterface`` object has (config.ini drops the name).
+
+    A config that names the class itself (the gem5 test double's, old configs) is taken as is.
+    """
+    named = config.param(dram, "type")
+    if named in GEM5_DRAM_TYPES:
+        return named
+    width = _int_param(config, dram, "device_bus_width")
+    burst = _int_param(config, dram, "burst_length")
+    per_rank = _int_param(config, dram, "devices_per_rank")
+    t_burst = _int_param(config, dram, "tBURST")
+    for name, d in GEM5_DRAM_TYPES.items():
+        if (width, burst, per_rank) == (d.device_bus_width_bits, d.burst_length, d.devices_per_rank) and (
+            t_burst is not None and abs(t_burst - d.t_burst_s * 1e12) <= 1
+        ):
+            return name
+    kind = config.param(dram, "type")
+    return None if kind is None else f"{kind}(width={width},burst={burst},tBURST={t_burst})"
+
+
+def _int_param(config: Gem5Config, path: str, name: str) -> int | None:
+    value = config.param(path, name) if path in config else None
+    try:
+        return int(str(value).split()[0]) if value is not None else None
+    except ValueError:
+        return None

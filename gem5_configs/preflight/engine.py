@@ -130,7 +130,7 @@ def _choose_argv(command: dict[str, Any], style: Style | None, path: Path) -> tu
     alternative = (command.get("alternatives") or {}).get(chosen)
     if not alternative:
         raise InputError(
-            f"{path}: no {chosen} script in this run (alternatives.{chosen} missing; stdlib needs v24.1+)"
+            f"{path}: this run was rendered in the {declared} style; render it with --script-style {chosen}"
         )
     return chosen, [str(a) for a in alternative]
 
@@ -144,14 +144,34 @@ def _script_of(argv: list[str], path: Path) -> str:
 
 
 def _gem5_src_from_params(run_dir: Path) -> str:
+    """The tree this host's instantiation of the run names (instantiation.json)."""
     try:
-        params = json.loads((run_dir / "params.json").read_text(encoding="utf-8"))
-        src = params["params"]["gem5_src"]
+        inst = json.loads((run_dir / "instantiation.json").read_text(encoding="utf-8"))
+        src = inst["gem5_src"]
     except (OSError, ValueError, KeyError, TypeError):
         src = None
     if not src:
-        raise InputError(f"{run_dir}: give --gem5-src (params.json names no gem5 source tree)")
+        raise InputError(f"{run_dir}: give --gem5-src (instantiation.json names no gem5 source tree)")
     return str(src)
+
+
+def _with_tree_path(argv: list[str], configs: Path) -> list[str]:
+    """The argv with gem5's ``--path`` pointing at the checked tree's configs/ (not the render's)."""
+    out: list[str] = []
+    skip = False
+    for i, arg in enumerate(argv):
+        if skip:
+            skip = False
+            continue
+        if i > 0 and (arg.startswith("--path=") or arg.startswith("-p=")):
+            continue
+        if i > 0 and arg in ("--path", "-p"):
+            skip = True
+            continue
+        out.append(arg)
+        if i == 0:
+            out.append(f"--path={configs}")
+    return out
 
 
 def _tail(path: Path, lines: int = 6) -> str:
@@ -185,6 +205,7 @@ def preflight(
     if not (run / script).is_file():
         raise InputError(f"{run / script}: the run's config script is missing")
     tree = open_tree(gem5_src if gem5_src is not None else _gem5_src_from_params(run))
+    argv = _with_tree_path(argv, Path(tree.root) / "configs")
     built = ensure_built(tree)
 
     out = Path(out_dir).expanduser().resolve() if out_dir is not None else run / "preflight"

@@ -21,14 +21,20 @@ What is faked, and how faithfully:
   * stdlib modules (``gem5.*``) for the ViperBoard script, with v24.1's constructor signatures.
   * outputs in ``--outdir``: stats.txt (blocks whose lines come from the real fixtures in
     ../shared/fixtures, with simTicks/finalTick/shaderActiveTicks/numKernelLaunched set from the
-    replay), config.ini, simout.txt / simerr.txt (with -r / -e), and the events side-file the
-    rendered loop itself writes.
+    replay), config.ini / config.json, simout.txt / simerr.txt (with -r / -e), and the events
+    side-file the rendered loop itself writes.
+  * config.ini / config.json are NOT faked where a real gem5 tree is on this host: at
+    ``m5.instantiate()`` they come from a preflight of this very run against the real tree of
+    the script's profile (``real_config.py``, cached per machine), so they hold gem5's real
+    object tree; a config real gem5's Python rejects fails the run (exit 1). Without a tree, a
+    synthetic config.ini and a note on stderr.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import json
 import math
 import os
@@ -39,6 +45,21 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
+
+
+def _sibling(name: str) -> types.ModuleType:
+    """A module beside this file, by path (whatever sys.path holds)."""
+    qualified = f"layerlab_gem5_double_{name}"
+    if qualified not in sys.modules:
+        spec = importlib.util.spec_from_file_location(qualified, HERE / f"{name}.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[qualified] = module
+        spec.loader.exec_module(module)
+    return sys.modules[qualified]
+
+
+real_config = _sibling("real_config")
 REPO = HERE.parents[1]
 FIXTURES = Path(os.environ.get("LAYERLAB_FIXTURES", REPO.parent / "shared" / "fixtures"))
 PROFILES = REPO / "gem5_configs" / "profiles"
@@ -195,6 +216,8 @@ class Engine:
         self.dispatcher: FakeDispatcher | None = None
         self.cmd_proc: FakeCommandProcessor | None = None
         self.checkpoints: list[str] = []
+        self.on_instantiate: Any = None  # set by run(): writes the config files
+        self.rejected = False  # real gem5's Python rejected the config: no outputs
         self._stats_handle = self.stats_path.open("w", encoding="utf-8")
 
     # -- m5 API
@@ -204,6 +227,8 @@ class Engine:
     def instantiate(self, ckpt_dir: str | None = None) -> None:
         if self.instantiated:
             raise DoubleError("m5.instantiate() called twice")
+        if self.on_instantiate is not None:
+            self.on_instantiate()  # gem5 writes config.ini/config.json here; may exit like fatal()
         self.instantiated = True
         if ckpt_dir is not None:
             state = json.loads((Path(ckpt_dir) / "m5.cpt").read_text(encoding="utf-8"))
@@ -493,11 +518,11 @@ def _fake_stdlib(engine: Engine) -> dict[str, types.ModuleType]:
         ) -> None:
             dispatcher = FakeDispatcher(kernel_exit_events=False)  # ViperShader: GPUDispatcher()
             cmd = FakeCommandProcessor(dispatcher=dispatcher)
-            self.set_shader(
-                FakeSimObject(
-                    dispatcher=dispatcher, gpu_cmd_proc=cmd, CUs=[FakeSimObject() for _ in range(num_cus)]
-                )
-            )
+            # ViperCU: 4 SIMDs, 8 wavefront slots each (viper_shader.py).
+            cus = [FakeSimObject(num_SIMDs=4, n_wf=8, wavefronts=[]) for _ in range(num_cus)]
+            self.set_shader(FakeSimObject(dispatcher=dispatcher, gpu_cmd_proc=cmd, CUs=cus))
+            # ViperGPUCacheHierarchy (made when the board connects): its own 1801MHz domain.
+            self.gpu_caches = FakeSimObject(clk_domain=FakeSimObject(clock="1801MHz"))
             self.gpu_memory = gpu_memory
             self.num_cus = num_cus
             engine.dispatcher, engine.cmd_proc = dispatcher, cmd
@@ -603,8 +628,75 @@ def _profile_of(script_text: str) -> str | None:
     return match.group(1) if match else None
 
 
+def _style_of(script_text: str) -> str:
+    match = re.search(r"^# layerlab-style: (\S+)$", script_text, re.M)
+    return match.group(1) if match else "classic"
+
+
+def _note(console: Any, message: str) -> None:
+    """A line on the double's stderr (simerr.txt with -e) and on the terminal it was started from."""
+    print(message, file=sys.stderr)
+    if sys.stderr is not console:
+        print(message, file=console)
+
+
+def _write_config(
+    engine: Engine,
+    opts: argparse.Namespace,
+    gem5_options: list[str],
+    script: str,
+    script_args: list[str],
+    text: str,
+    run_dir: Path,
+    console: Any,
+) -> None:
+    """What gem5's ``m5.instantiate()`` dumps: the REAL config of this run, else a synthetic one.
+
+    With the real gem5 tree of the script's profile on this host, ``--dump-config`` /
+    ``--json-config`` get what real gem5 writes for this very argv (``real_config.py``: a preflight
+    against that tree, cached per machine). A config real gem5's Python rejects ends the run
+    here with exit status 1 and the findings, before any stats. Without the tree, the synthetic
+    config.ini of ``_write_config_ini``, and a note on stderr.
+    """
+    if engine.system is None or not (opts.dump_config or opts.json_config):
+        return
+    profile = _profile_of(text)
+    tree = real_config.find_tree(profile)
+    outdir = Path(opts.outdir)
+    if tree is None:
+        name = real_config.reference_tree_name(profile) or f"<no reference tree for profile {profile}>"
+        _note(
+            console,
+            "gem5 test double: no real gem5 tree; config.ini is synthetic "
+            f"(looked for {real_config.gem5_src_dir() / name}; set {real_config.GEM5_SRC_ENV})",
+        )
+        if opts.dump_config:
+            _write_config_ini(engine, outdir, opts.dump_config)
+        return
+    try:
+        got = real_config.real_config(
+            gem5_options, script, script_args, text, run_dir, profile, _style_of(text), tree
+        )
+    except real_config.Rejected as exc:
+        engine.rejected = True
+        findings = "\n".join(f"  {finding}" for finding in exc.findings)
+        _note(console, f"gem5 test double: {exc} (preflight); no outputs written:\n{findings}")
+        raise SystemExit(1) from None
+    except real_config.Unavailable as exc:
+        engine.rejected = True
+        _note(console, f"gem5 test double: cannot take config.ini from the real tree {tree}: {exc}")
+        raise SystemExit(1) from None
+    if opts.dump_config:
+        (outdir / opts.dump_config).write_bytes(got.ini)
+    if opts.json_config and got.json is not None:
+        (outdir / opts.json_config).write_bytes(got.json)
+    how = "cached" if got.cache_hit else "preflight"
+    print(f"gem5 test double: config from real gem5 {tree.name} ({how}, {got.elapsed_s:.2f} s)")
+
+
 def _write_config_ini(engine: Engine, outdir: Path, path: str) -> None:
-    """A config.ini with the objects and parameters layerlab's readers look at (SimObject paths)."""
+    """A SYNTHETIC config.ini (no real gem5 tree on this host): the objects and parameters
+    layerlab's readers look at, under real gem5's SimObject paths."""
     system = engine.system
     args = getattr(system, "layerlab_args", None)
     get = lambda name, default: getattr(args, name, default) if args is not None else default  # noqa: E731
@@ -700,6 +792,11 @@ def run(argv: list[str], scenario: dict[str, Any] | None = None, cwd: str | Path
         stats_file = re.sub(r"^\w+://", "", opts.stats_file).split("?")[0]
         engine = Engine(scenario, outdir, stats_file)
         text = Path(script).read_text(encoding="utf-8")
+        gem5_options = argv[: len(argv) - len(script_args) - 1]
+        console, run_dir = sys.stderr, Path.cwd()
+        engine.on_instantiate = lambda: _write_config(
+            engine, opts, gem5_options, script, script_args, text, run_dir, console
+        )
         modules = _fake_modules(engine, option_table(_profile_of(text)), outdir)
         out = open(outdir / opts.stdout_file, "w", encoding="utf-8") if opts.redirect_stdout else None  # noqa: SIM115
         err = open(outdir / opts.stderr_file, "w", encoding="utf-8") if opts.redirect_stderr else None  # noqa: SIM115
@@ -728,8 +825,8 @@ def run(argv: list[str], scenario: dict[str, Any] | None = None, cwd: str | Path
             if engine.instantiated:
                 engine.stats_dump()  # gem5's atexit dump (dropped if it falls in the last dump's tick)
             engine.close()
-            if engine.system is not None:
-                _write_config_ini(engine, outdir, opts.dump_config)
+            if engine.rejected:  # real gem5 would have stopped before writing any stats
+                engine.stats_path.unlink(missing_ok=True)
             sys.stdout.flush()
         return status
     finally:

@@ -54,6 +54,7 @@ LAYER_ROLES = {
     "fc1": "up_proj",
     "activation_fn": "act_fn",
     "fc2": "down_proj",
+    "block_sparse_moe": "mlp",  # Mixtral's MoE block in transformers 4.x (5.x names it ``mlp``)
 }
 LAYER_COUNT_FIELDS = ("num_hidden_layers", "n_layer")
 
