@@ -11,13 +11,13 @@ import io
 import json
 import sys
 from pathlib import Path
-from typing import Any
-
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from foundation import atomic
 from foundation.errors import InputError
+
+if TYPE_CHECKING:  # numpy and pandas load only when a table is printed (fast CLI start)
+    import pandas as pd
 
 FORMATS = ("table", "csv", "json", "parquet")
 
@@ -30,6 +30,9 @@ def add_format_options(parser: Any, default: str = "table", with_output: bool = 
         type=str.lower,
         help=f"output format (default: {default}); csv/json are stable for scripts",
     )
+    parser.add_argument(
+        "--json", dest="format", action="store_const", const="json", help="same as --format json"
+    )
     if with_output:
         parser.add_argument(
             "-o", "--output", metavar="FILE", help="write to FILE (atomically) instead of stdout"
@@ -37,6 +40,9 @@ def add_format_options(parser: Any, default: str = "table", with_output: bool = 
 
 
 def _json_default(value: Any) -> Any:
+    import numpy as np
+    import pandas as pd
+
     if isinstance(value, np.integer):
         return int(value)
     if isinstance(value, np.floating):
@@ -50,6 +56,8 @@ def _json_default(value: Any) -> Any:
 
 def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     """DataFrame rows as plain-Python dicts; NaN/NA become None so JSON stays valid."""
+    import pandas as pd
+
     clean = frame.astype(object).where(pd.notna(frame), None)
     return [dict(zip(clean.columns, row, strict=True)) for row in clean.itertuples(index=False, name=None)]
 
@@ -59,6 +67,8 @@ def dumps_json(payload: Any) -> str:
 
 
 def render_table(frame: pd.DataFrame, title: str | None = None, float_digits: int = 4) -> str:
+    import numpy as np
+    import pandas as pd
     from rich.console import Console
     from rich.table import Table
 

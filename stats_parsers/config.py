@@ -227,15 +227,30 @@ def _find_gpu(config: Gem5Config) -> GpuConfig:
 
 
 def _shader_stats_prefix(config: Gem5Config, shader: str) -> str:
-    """``system.cpu<N>``: the shader sits after the N CPUs in ``system.cpu`` (§3.1)."""
-    if re.fullmatch(r"system\.cpu\d+", shader):
+    """``system.cpu<N>``: the shader sits after the N CPUs in ``system.cpu`` (§3.1).
+
+    The stdlib ViperBoard keeps it in one place only (``board.gpus.shader``): that is its prefix.
+    """
+    if re.fullmatch(r"system\.cpu\d+", shader) or not shader.startswith("system."):
         return shader
     cpus = [p for p in config.objects if re.fullmatch(r"system\.cpu\d*", p) and p != shader]
     return f"system.cpu{len(cpus)}"
 
 
+#: GPU memory controllers: classic ``system.gpu_mem_ctrls[N]``, stdlib ``board.gpus[N].memory.mem_ctrl[N]``.
+_GPU_MEM_CTRL = re.compile(r"system\.gpu_mem_ctrls\d*|board\.gpus\d*\.memory\.mem_ctrl\d*")
+
+
+def gpu_memory_controllers(config: Gem5Config) -> list[str]:
+    def key(path: str) -> tuple[int, str]:
+        match = re.search(r"(\d+)$", path)
+        return (int(match.group(1)) if match else -1, path)
+
+    return sorted((p for p in config.objects if _GPU_MEM_CTRL.fullmatch(p)), key=key)
+
+
 def _gpu_dram(config: Gem5Config, notes: list[str]) -> tuple[str | None, int | None]:
-    ctrls = [p for p in config.objects if re.fullmatch(r"system\.gpu_mem_ctrls\d*", p)]
+    ctrls = gpu_memory_controllers(config)
     if not ctrls:
         notes.append("no system.gpu_mem_ctrls: the GPU shares host memory (SE/APU config)")
         return None, None

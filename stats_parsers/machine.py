@@ -17,7 +17,7 @@ from typing import Any
 
 from analytical.hardware import Gem5GpuConfig
 from foundation.errors import InputError
-from stats_parsers.config import Gem5Config, dram_class, parse_size
+from stats_parsers.config import Gem5Config, dram_class, gpu_memory_controllers, parse_size
 
 #: Knobs compared, in the order a report lists them.
 CHECKED_KNOBS = (
@@ -127,9 +127,7 @@ def built_machine(config: Gem5Config) -> tuple[dict[str, Any], dict[str, str]]:
             put("tcc_bytes", sum(s for s, _ in sizes if s is not None), f"{tccs[0]}.L2cache (x{len(tccs)})")
         put("tcc_assoc", sizes[0][1], f"{tccs[0]}.L2cache")
         put("num_tccs", len(tccs), "system.ruby.tcc_cntrl*")
-    # classic: system.gpu_mem_ctrls[N]; stdlib ViperBoard: board.gpus[N].memory.mem_ctrl[N]
-    gpu_mem = re.compile(r"system\.gpu_mem_ctrls\d*|board\.gpus\d*\.memory\.mem_ctrl\d*")
-    ctrls = sorted((p for p in config.objects if gpu_mem.fullmatch(p)), key=_index_key)
+    ctrls = gpu_memory_controllers(config)
     if ctrls:
         put("dram_channels", len(ctrls), ctrls[0].rstrip("0123456789") + "*")
         dram = config.param(ctrls[0], "dram")

@@ -143,7 +143,7 @@ def test_cli_input_error_is_one_line_exit_2(
     def boom(args: object) -> int:
         raise InputError("config.json: missing field 'hidden_size'")
 
-    monkeypatch.setattr(cli, "build_parser", lambda: parser)
+    monkeypatch.setattr(cli, "build_parser", lambda argv=None: parser)
     parser.set_defaults(func=boom, command="x")
     assert cli.main([]) == 2
     err = capsys.readouterr().err

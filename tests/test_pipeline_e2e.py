@@ -36,6 +36,18 @@ pytest.importorskip("torch")
 
 LAYERS = 2
 STEP, LAYER = 2, 1  # step 0 = prefill, steps 1-2 = decode
+#: The guest command the runs carry: what the image would run (checked by the driver's own parser).
+GUEST_ARGV = (
+    "python3", "/opt/layerlab/drivers/layer.py", "--config", "/opt/layerlab/model_configs/llama-3.2-1b.json",
+    "--num-layers", str(LAYERS), "--phases", "both", "-C", "16", "-S", "4", "-D", "2", "--markers", "gem5",
+)  # fmt: skip
+
+
+def test_the_rendered_guest_command_is_one_the_real_driver_accepts() -> None:
+    from workloads.drivers import layer
+
+    args = layer.parser().parse_args(list(GUEST_ARGV[2:]))
+    assert args.num_layers == LAYERS and args.phases == "both" and args.markers == "gem5"
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +101,7 @@ def _render_and_run(capsys, guest: dict, run_dir: Path, *window: str) -> Path:
         capsys, "render", "--device", "mi300x", "--gem5-version", "v24.0", "--out", str(run_dir), *window,
         "--kernel", str(inputs / "vmlinux"), "--disk", str(inputs / "disk.img"),
         "--gem5", str(DOUBLE_BIN), "--gem5-src", str(FAKE_SRC),
-        "--", "python3", "/opt/layerlab/drivers/layer.py", "--phases", "prefill,decode", "--markers", "gem5",
+        "--", *GUEST_ARGV,
     )  # fmt: skip
     argv = json.loads((run_dir / "command.json").read_text())["argv"]
     env = dict(os.environ, LAYERLAB_GEM5_DOUBLE_SCENARIO=str(guest["scenario"]))
@@ -139,6 +151,109 @@ def test_census_window_sliced_run_and_kernel_table(tmp_path: Path, capsys, guest
         assert row["gpu_cycles"] == row["shader_active_ticks"] / 1000
 
     # 6. the analytical side of the same layer on the machine that was simulated.
-    ops = json.loads(_cli(capsys, "estimate", "--model", "llama-3.2-1b", "--hardware", "gem5-mi300",
+    ops = json.loads(_cli(capsys, "estimate", "--model", "llama-3.2-1b", "--hardware", "gem5-mi300x",
                           "--phase", "decode", "--context", "16", "--format", "json"))  # fmt: skip
     assert {"op", "module", "t_est_s"} <= set(ops[0])
+
+
+def _run_sh(run_dir: Path, guest: dict) -> None:
+    """Run the instantiation's run.sh as a user (or a backend) would: one command, from anywhere."""
+    env = dict(os.environ, LAYERLAB_GEM5_DOUBLE_SCENARIO=str(guest["scenario"]))
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"  # the double's python3
+    done = subprocess.run(
+        [str(run_dir / "run.sh")], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+
+
+def test_from_census_slices_without_retyping(tmp_path: Path, capsys, guest: dict) -> None:
+    """census -> render --from-census -> run.sh -> stats RUN_DIR --kernels, outdir from the record."""
+    census_dir = tmp_path / "census"
+    inputs = guest["root"]
+    (inputs / "vmlinux").write_bytes(b"")
+    (inputs / "disk.img").write_bytes(b"")
+    _cli(
+        capsys, "render", "--device", "mi300x", "--gem5-version", "v24.0", "--out", str(census_dir),
+        "--skip-until", str(SKIP_ALL), "--outdir", "out-census",
+        "--kernel", str(inputs / "vmlinux"), "--disk", str(inputs / "disk.img"),
+        "--gem5", str(DOUBLE_BIN), "--gem5-src", str(FAKE_SRC), "--", *GUEST_ARGV,
+    )  # fmt: skip
+    _run_sh(census_dir, guest)
+    census_out = census_dir / "out-census"  # named by the run's own command.json, not m5out
+    (census_out / census.MARKER_TABLE_FILE).write_bytes(guest["table"].read_bytes())
+    census_id = json.loads((census_dir / "params.json").read_text())["run_id"]
+    assert (
+        json.loads((census_out / "layerlab_events.jsonl").read_text().splitlines()[0])["run_id"] == census_id
+    )
+    _cli(capsys, "census", str(census_dir))
+    window = json.loads(_cli(capsys, "window", str(census_dir), "--step", str(STEP), "--layer", str(LAYER),
+                             "--json"))  # fmt: skip
+
+    sliced = tmp_path / "l1"
+    report = json.loads(_cli(capsys, "render", "--from-census", str(census_dir), "--step", str(STEP),
+                             "--layer", str(LAYER), "--out", str(sliced), "--json"))  # fmt: skip
+    record = json.loads((sliced / "slice.json").read_text())
+    assert record["census_run_id"] == census_id and record["run_id"] == report["run_id"]
+    assert (record["skip_until"], record["exit_after"]) == (window["skip_until"], window["exit_after"])
+    assert record["expected_kernels"] == len(window["kernels"]) and (record["step"], record["layer"]) == (
+        STEP,
+        LAYER,
+    )
+    params = json.loads((sliced / "params.json").read_text())
+    census_params = json.loads((census_dir / "params.json").read_text())
+    assert params["workload"]["guest_command"] == list(GUEST_ARGV)  # unchanged: indices stay valid
+    assert params["workload"]["per_kernel_dumps"] and params["machine"] == census_params["machine"]
+    _run_sh(sliced, guest)
+    rows = json.loads(_cli(capsys, "stats", str(sliced), "--kernels", "--json"))
+    kernels = [r["kernel_index"] for r in rows if not r["blit"]]
+    assert kernels == [k["kernel_index"] for k in window["kernels"]]
+
+    # Rendering ANOTHER simulation into the same directory would make these outputs look new.
+    again = [
+        "render",
+        "--from-census",
+        str(census_dir),
+        "--step",
+        str(STEP),
+        "--layer",
+        "0",
+        "--out",
+        str(sliced),
+    ]
+    assert main(again) == 2
+    err = capsys.readouterr().err
+    assert "holds outputs of another render" in err and "--force" in err and err.count("\n") == 1
+    assert main([*again, "--force"]) == 0
+    capsys.readouterr()
+    assert (sliced / "m5out.stale-1" / "layerlab_events.jsonl").is_file() and not (sliced / "m5out").exists()
+    # The same simulation again over its own outputs is fine (instantiation refreshed, outputs kept).
+    assert main(again) == 0
+
+
+def test_from_census_refuses_retyped_commands_and_other_inputs(tmp_path: Path, capsys, guest: dict) -> None:
+    census_dir = tmp_path / "census"
+    inputs = guest["root"]
+    (inputs / "vmlinux").write_bytes(b"")
+    (inputs / "disk.img").write_bytes(b"")
+    _render_and_run(capsys, guest, census_dir, "--skip-until", str(SKIP_ALL))
+    (census_dir / "m5out" / census.MARKER_TABLE_FILE).write_bytes(guest["table"].read_bytes())
+    base = [
+        "render",
+        "--from-census",
+        str(census_dir),
+        "--step",
+        "1",
+        "--layer",
+        "0",
+        "--out",
+        str(tmp_path / "x"),
+    ]
+    assert main([*base, "--", "python3", "other.py"]) == 2
+    assert "comes from the census run" in capsys.readouterr().err
+    other = inputs / "other-disk.img"
+    other.write_bytes(b"another image")
+    assert main([*base, "--disk", str(other)]) == 2
+    assert "kernel or disk differs from the census run" in capsys.readouterr().err
+    assert main([*base[:-4], "--out", str(tmp_path / "x")]) == 2
+    assert "give --step T and --layer L" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()

@@ -1,0 +1,16 @@
+"""One module per ``layerlab`` subcommand; each has ``register(subparsers)``.
+
+``SUMMARIES`` is the one-line help of every command, in the order ``layerlab --help`` lists them
+(data-flow order). It lives here, away from the command modules, so that ``layerlab --help``
+lists every command without importing any of them (pandas, polars and numba take ~0.5 s).
+"""
+
+SUMMARIES: dict[str, str] = {
+    "estimate": "analytical FLOPs, bytes and time of one decoder layer, op by op",
+    "slice": "find steps and layer boundaries in a kernel trace (no markers needed)",
+    "census": "kernel map (kernel index → step, layer, module) from a skip-all run with markers",
+    "window": "gem5 skip/exit window for one layer of one step, from a census",
+    "render": "write a gem5 GPU-FS run directory (config, guest script, params, command)",
+    "preflight": "check a rendered run against a real gem5 tree's Python (no gem5 binary needed)",
+    "stats": "gem5 stats.txt/h5/json as a tidy table, or the per-kernel table of a run",
+}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from orchestrator.commands import SUMMARIES
 from orchestrator.output import add_format_options, emit
 from workloads.census import build_kernel_map, save_kernel_map
 
@@ -21,7 +22,7 @@ run the sliced simulation with the very same driver command line so kernel indic
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "census",
-        help="kernel map (kernel index → step, layer, module) from a skip-all run with markers",
+        help=SUMMARIES["census"],
         description="Build and write the kernel map of a census run (events side-file + marker table).",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,

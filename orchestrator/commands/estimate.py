@@ -16,6 +16,7 @@ from analytical.notebook import notebook_chunk_shape
 from analytical.ops import ATTENTION_IMPLS, ENGINES, PHASES
 from analytical.pipeline import estimate_layer
 from foundation.errors import InputError
+from orchestrator.commands import SUMMARIES
 from orchestrator.knobs import add_gpu_knob_arguments, gpu_overrides
 from orchestrator.output import add_format_options, emit
 from workloads.models import list_models, load_model_config
@@ -67,7 +68,7 @@ def _notebook_chunk(text: str) -> tuple[int, int]:
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "estimate",
-        help="analytical FLOPs, bytes and time of one decoder layer, op by op",
+        help=SUMMARIES["estimate"],
         description="Estimate every op of one decoder layer (FLOPs, bytes by class, intensity, bound, "
         "time per estimator) for a model, phase and shape on a datasheet GPU or the machine gem5 simulates.",
         epilog=EPILOG,

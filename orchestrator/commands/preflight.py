@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from foundation.errors import InputError
+from orchestrator.commands import SUMMARIES
 
 DESCRIPTION = """\
 Check a rendered run directory against a real gem5 source tree, without a gem5 binary.
@@ -42,7 +43,7 @@ a stand-in until a v25.0 tree is at hand)."""
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "preflight",
-        help="check a rendered run against a real gem5 tree's Python (no gem5 binary needed)",
+        help=SUMMARIES["preflight"],
         description=DESCRIPTION,
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,

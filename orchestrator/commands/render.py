@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from foundation.errors import InputError
+from orchestrator.commands import SUMMARIES
 from orchestrator.knobs import add_gpu_knob_arguments, gpu_overrides, size_arg
 
 DESCRIPTION = """\
@@ -63,7 +64,7 @@ def _window(text: str) -> tuple[int, int]:
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "render",
-        help="write a gem5 GPU-FS run directory (config, guest script, params, command)",
+        help=SUMMARIES["render"],
         description=DESCRIPTION,
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -7,6 +7,7 @@ import argparse
 import pandas as pd
 
 from foundation.errors import InputError
+from orchestrator.commands import SUMMARIES
 from orchestrator.output import add_format_options, emit
 from workloads.slicer import slice_kernels
 from workloads.traces import read_trace
@@ -27,7 +28,7 @@ indices). A trace must repeat one block exactly N times per step; otherwise slic
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "slice",
-        help="find steps and layer boundaries in a kernel trace (no markers needed)",
+        help=SUMMARIES["slice"],
         description="Find each forward step and its per-layer kernel ranges in a trace by structure.",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -12,6 +12,7 @@ import pandas as pd
 import polars as pl
 
 from foundation.errors import InputError
+from orchestrator.commands import SUMMARIES
 from orchestrator.output import add_format_options, emit
 
 EPILOG = """\
@@ -48,7 +49,7 @@ _LONG_ORDER = [
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "stats",
-        help="gem5 stats.txt/h5/json as a tidy table, or the per-kernel table of a run",
+        help=SUMMARIES["stats"],
         description="Parse gem5 stats exactly (every dump, every line kind) into a long table.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,

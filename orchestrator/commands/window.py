@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from orchestrator.commands import SUMMARIES
 from orchestrator.output import add_format_options, dumps_json, emit, records
 from workloads.census import load_kernel_map, marker_region, window
 
@@ -21,7 +22,7 @@ the window will simulate. Steps count from 0 in run order (warm-up, prefill, the
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "window",
-        help="gem5 skip/exit window for one layer of one step, from a census",
+        help=SUMMARIES["window"],
         description="Turn 'layer L of step T' into gem5's --skip-until/--exit-after kernel indices.",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,

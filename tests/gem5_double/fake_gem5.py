@@ -307,7 +307,10 @@ class Engine:
 
     def _block(self) -> str:
         sim_ticks = self.tick - self.reset_tick
-        shader = f"system.cpu{self._shader_index()}"
+        # gem5 names stats by SimObject path: the classic shader is also system.cpu<N>; the
+        # stdlib ViperBoard's lives only at board.gpus.shader.
+        stdlib = getattr(self.system, "layerlab_args", None) is None and self.system is not None
+        shader = "board.gpus.shader" if stdlib else f"system.cpu{self._shader_index()}"
         lines = ["", "---------- Begin Simulation Statistics ----------"]
         values = {
             "simSeconds": f"{sim_ticks / 1e12:.6f}",
