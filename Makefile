@@ -18,9 +18,13 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
+# DEMO_OUT: where the demo writes its chart (the README test points it at a temporary folder).
+DEMO_OUT ?= demo-out
+
 demo: setup
-	$(BIN)/layerlab estimate --model llama-3.2-1b --hardware gem5-mi300 --phase decode --batch 1 --context 1024
-	$(BIN)/layerlab estimate --model llama-3.2-1b --hardware mi300x --phase prefill --seq 512 --format table --plot demo-out/roofline.png
+	@mkdir -p "$(DEMO_OUT)"
+	$(BIN)/layerlab estimate --model llama-3.2-1b --hardware gem5-mi300x --phase decode --batch 1 --context 1024
+	$(BIN)/layerlab estimate --model llama-3.2-1b --hardware mi300x --phase prefill --seq 512 --format table --plot "$(DEMO_OUT)/roofline.png"
 
 # pytest's exit code 5 (nothing collected) is a failure here, as it should be for CI.
 test: setup

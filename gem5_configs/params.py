@@ -291,8 +291,12 @@ def make_params(
         disk=_existing_file("disk", disk) or "",
         **parts["instantiation"],
     )
-    inst = replace(inst, second_disk=_existing_file("second_disk", inst.second_disk, required=False))
     machine = Machine(profile=version.name, device=device, gpu=base, **parts["machine"])
+    if device == "mi200" and machine.script_style == "classic" and "second_disk" not in options:
+        # Stock mi200.py attaches the boot image again as /dev/sdb (mi300.py does not); so do we,
+        # so an mi200 run sees the disks gem5's own mi200 config gives it. --second-disk overrides.
+        inst = replace(inst, second_disk=inst.disk)
+    inst = replace(inst, second_disk=_existing_file("second_disk", inst.second_disk, required=False))
     checkpoint_dir, restore_dir = inst.checkpoint_dir, inst.restore_dir
     if checkpoint_dir and restore_dir:
         raise InputError(

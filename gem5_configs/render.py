@@ -231,6 +231,8 @@ def render_run(params: RenderParams) -> RenderedRun:
         {
             "schema": RENDER_SCHEMA,
             "run_id": run_id,
+            "describes": f"gem5's simulated {params.device} machine (--gpu-device {dev.gpu_device}), "
+            "not the datasheet part",
             **params.simulation_json(),
             "gem5_ref": version.gem5_ref,
             "cpu_class": CPU_TYPES[params.cpu_type],

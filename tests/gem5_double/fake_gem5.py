@@ -87,6 +87,7 @@ DEFAULT_TICKS = {
     "checkpoint": 1_000,
     "exit": 1_000,
     "fail": 1_000,
+    "writefile": 1_000,
 }
 
 
@@ -280,6 +281,10 @@ class Engine:
                     raise DoubleError(f"scenario marker needs op workbegin|workend, got {ev.get('op')!r}")
                 if work_items:
                     return ExitEvent(ev["op"], int(ev.get("id", 0)))
+            elif kind == "writefile":
+                # The guest's `m5 writefile HOSTFILE NAME`: gem5 writes NAME into its outdir.
+                name = Path(str(ev["name"])).name
+                (self.outdir / name).write_text(str(ev.get("text", "")), encoding="utf-8")
             elif kind == "checkpoint":
                 return ExitEvent("checkpoint")
             elif kind == "exit":
