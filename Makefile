@@ -38,8 +38,13 @@ lint: setup
 bench: setup
 	@set -e; for f in benchmarks/bench_*.py; do echo "== $$f"; $(BIN)/python $$f; done
 
-image:
-	@echo "make image: arrives with the disk-image issue (disk_images/)"; exit 2
+# Derive a disk image from a recipe (images/*.yaml) and a base gem5-resources GPU image + its
+# kernel; the base is never modified. BASE/KERNEL override the recipe's; IMAGE_OUT is the output
+# folder (default $LAYERLAB_CACHE_DIR/images). A rebuild with nothing changed is a no-op.
+RECIPE    ?= images/default.yaml
+IMAGE_OUT ?=
+image: setup
+	$(BIN)/layerlab image build "$(RECIPE)" $(if $(BASE),--base "$(BASE)",) $(if $(KERNEL),--kernel "$(KERNEL)",) $(if $(IMAGE_OUT),--out "$(IMAGE_OUT)",)
 
 # Build gem5 (build/VEGA_X86/gem5.opt) from GEM5_SRC (a checkout or git URL) at GEM5_REF.
 gem5: setup

@@ -164,3 +164,81 @@ def add_totals(table: pd.DataFrame) -> pd.DataFrame:
 def summary(table: pd.DataFrame) -> dict[str, Any]:
     """Whole-table sums, for a one-line human summary."""
     return {c: float(table[c].sum()) for c in ("flops", "total_bytes", "t_est_s", "est_cycles")}
+
+
+# -- what makes a gem5 machine unlike the part it is named after ------------------------------
+
+#: The datasheet part (analytical.catalog) each gem5 device imitates.
+GEM5_DATASHEET_PART = {"mi300x": "mi300x", "mi200": "mi210"}
+_ARCH = {"mi300x": "CDNA3", "mi200": "CDNA2"}
+
+
+def _bandwidth_text(bytes_per_s: float) -> str:
+    return f"{bytes_per_s / 1e12:.3g} TB/s" if bytes_per_s >= 1e12 else f"{bytes_per_s / 1e9:.3g} GB/s"
+
+
+def gem5_contrast(machine: HardwareSpec, gem5_version: str = "v24.0") -> list[str]:
+    """How a gem5 machine differs from the datasheet part it is named after, one item per fact.
+
+    Computed from the machine's own knobs (``machine.gem5``) against ``analytical.catalog``'s
+    part (mi300x for gem5-mi300x, mi210 for gem5-mi200): CUs and clock, DRAM channels x
+    per-channel bandwidth, TCC vs L2 (+ Infinity Cache), and the MFMA rate per CU of the gem5
+    version's timing model. Facts equal to the part's are left out; [] for a datasheet part.
+    """
+    config = machine.gem5
+    if config is None:
+        return []
+    from analytical.catalog import get_hardware
+    from analytical.hardware import GEM5_DRAM_TYPES, mfma_timing
+    from foundation.gem5_names import gem5_profile
+    from foundation.units import size_text
+
+    part = get_hardware(GEM5_DATASHEET_PART[config.device])
+    arch = _ARCH[config.device]
+    items: list[str] = []
+    if (machine.compute_units, machine.clock_hz) != (part.compute_units, part.clock_hz):
+        items.append(
+            f"{machine.compute_units} CUs @ {machine.clock_hz / 1e9:.3g} GHz "
+            f"(vs {part.compute_units} @ {part.clock_hz / 1e9:.3g} GHz)"
+        )
+    bw, part_bw = machine.dram_bandwidth_bytes_per_s, part.dram_bandwidth_bytes_per_s
+    if abs(bw - part_bw) > 1e-6 * part_bw:
+        per_channel = _bandwidth_text(GEM5_DRAM_TYPES[config.dram_type].peak_bytes_per_s)
+        channels = (
+            f"one {config.dram_type} channel"
+            if config.dram_channels == 1
+            else f"{config.dram_channels} {config.dram_type} channels x {per_channel}"
+        )
+        items.append(f"{channels} = {_bandwidth_text(bw)} (vs {_bandwidth_text(part_bw)})")
+    part_cache = size_text(part.l2_bytes) + " L2"
+    if part.llc_bytes:
+        part_cache += f" + {size_text(part.llc_bytes)} Infinity Cache"
+    if config.tcc_bytes != part.l2_bytes or part.llc_bytes:
+        items.append(f"{size_text(int(config.tcc_bytes))} TCC (vs {part_cache})")
+    version = gem5_profile(gem5_version)
+    model = mfma_timing(version)
+    by_ratio: dict[float, list[str]] = {}
+    for cls, per_cu in machine.flops_per_clock_per_cu.items():
+        theirs = part.flops_per_clock_per_cu.get(cls)
+        if cls.endswith("_matrix") and theirs and abs(per_cu / theirs - 1) > 1e-9:
+            by_ratio.setdefault(per_cu / theirs, []).append(cls.removesuffix("_matrix"))
+    if by_ratio:
+        rates = [f"{ratio:.3g}x ({'/'.join(classes)})" for ratio, classes in sorted(by_ratio.items())]
+        rates[0] = rates[0].replace("x (", f"x {arch}'s (", 1)
+        why = (
+            f"gem5 {version}'s {model} model runs any MFMA in issue_period={config.issue_period} cycles per SIMD"
+            if model == "issue_period"
+            else f"gem5 {version}'s {model} model at mfma_scale {config.mfma_scale:g}"
+        )
+        items.append(f"MFMA FLOP/clk/CU {', '.join(rates)}: {why}")
+    return items
+
+
+def gem5_caption(machine: HardwareSpec, gem5_version: str = "v24.0") -> str:
+    """One line: ``gem5's simulated mi300x, not the datasheet part: <differences>``; '' otherwise."""
+    if machine.gem5 is None:
+        return ""
+    head = f"gem5's simulated {machine.gem5.device}, not the datasheet part"
+    items = gem5_contrast(machine, gem5_version)
+    part = GEM5_DATASHEET_PART[machine.gem5.device]
+    return f"{head} ({part}): " + "; ".join(items) if items else f"{head} (matches {part}'s datasheet)"

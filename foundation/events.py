@@ -37,12 +37,13 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from foundation.errors import InputError
 from foundation.rundir import EVENTS_FILENAME
+
+if TYPE_CHECKING:  # pandas loads only when a table is built (the CLI and the conductor start fast)
+    import pandas as pd
 
 SCHEMA = "layerlab-events/2"
 #: Older schemas still read (``/1`` had no ``run_id``).
@@ -151,6 +152,8 @@ def read_events(path: str | Path) -> tuple[dict[str, Any], pd.DataFrame, dict[st
             rows.append({f: record[f] for f in EVENT_FIELDS})
     if start is None:
         raise InputError(f"{path}: events side-file is empty")
+    import pandas as pd
+
     table = pd.DataFrame(rows, columns=list(EVENT_FIELDS))
     for col in ("kernel_index", "dump"):
         table[col] = table[col].astype("Int64")

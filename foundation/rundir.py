@@ -29,6 +29,10 @@ RUN_SCRIPT = "run.sh"
 SLICE_FILE = "slice.json"
 DEFAULT_OUTDIR = "m5out"
 EVENTS_FILENAME = "layerlab_events.jsonl"
+#: The guest driver's marker id table (exported by `m5 writefile` into the outdir).
+MARKER_TABLE_FILE = "layerlab_markers.json"
+#: The census's kernel map (kernel index -> step, layer, module), beside the events file's run.
+KERNEL_MAP_FILE = "layerlab_kernel_map.json"
 
 
 def read_json_record(path: str | Path, hint: str = "") -> dict[str, Any]:

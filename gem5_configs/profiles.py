@@ -117,7 +117,9 @@ def all_profiles() -> dict[str, VersionProfile]:
     for entry in sorted(resources.files("gem5_configs").joinpath("profiles").iterdir(), key=lambda p: p.name):
         if entry.name.endswith(".yaml"):
             stem = entry.name.removesuffix(".yaml")
-            profile = _load(stem, yaml.safe_load(entry.read_text(encoding="utf-8")))
+            # The C loader parses the option tables ~10x faster (every render reads them).
+            loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+            profile = _load(stem, yaml.load(entry.read_text(encoding="utf-8"), Loader=loader))
             if profile.name != stem:
                 raise InputError(f"profiles/{entry.name}: name {profile.name!r} does not match the file name")
             out[profile.name] = profile

@@ -2,11 +2,16 @@
 
 Every command that prints a DataFrame goes through ``emit`` so the formats behave the same
 everywhere: CSV and JSON are for scripts (stable columns, no decoration), the table is for
-people (rich), parquet needs ``-o``. Writing to ``-o FILE`` is atomic.
+people (rich), parquet needs ``-o``.
+
+``-o FILE`` goes through ``write_output``: ``-`` is stdout; a regular file is replaced
+atomically; a symlink's target is written; a character device (``/dev/null``) or a FIFO is
+written in place; a missing directory is refused, never created (``foundation.atomic``).
 """
 
 from __future__ import annotations
 
+import argparse
 import io
 import json
 import sys
@@ -20,6 +25,42 @@ if TYPE_CHECKING:  # numpy and pandas load only when a table is printed (fast CL
     import pandas as pd
 
 FORMATS = ("table", "csv", "json", "parquet")
+
+#: ``-o -`` means standard output.
+STDOUT = "-"
+
+
+def output_path(value: str) -> str:
+    """argparse ``type`` of ``-o``: refuse a directory or a missing parent before any work."""
+    if not value:
+        raise argparse.ArgumentTypeError("empty file name (use '-' for stdout)")
+    if value != STDOUT:
+        try:
+            atomic.resolve(value, make_parents=False)
+        except InputError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    return value
+
+
+def write_output(output: str | Path, payload: str | bytes) -> None:
+    """Write ``payload`` where the user's ``-o`` says (see the module doc); OSError -> InputError."""
+    if str(output) == STDOUT:
+        if isinstance(payload, bytes):
+            sys.stdout.flush()
+            sys.stdout.buffer.write(payload)
+            sys.stdout.buffer.flush()
+        else:
+            sys.stdout.write(payload)
+        return
+    try:
+        if isinstance(payload, bytes):
+            atomic.write_bytes(output, payload, make_parents=False)
+        else:
+            atomic.write_text(output, payload, make_parents=False)
+    except BrokenPipeError:  # a FIFO's reader went away: as `| head`, not an error
+        raise
+    except OSError as exc:
+        raise InputError(f"{output}: cannot write ({exc.strerror or exc})") from None
 
 
 def add_format_options(parser: Any, default: str = "table", with_output: bool = True) -> None:
@@ -35,7 +76,11 @@ def add_format_options(parser: Any, default: str = "table", with_output: bool = 
     )
     if with_output:
         parser.add_argument(
-            "-o", "--output", metavar="FILE", help="write to FILE (atomically) instead of stdout"
+            "-o",
+            "--output",
+            metavar="FILE",
+            type=output_path,
+            help="write to FILE instead of stdout ('-': stdout); a regular file is replaced atomically",
         )
 
 
@@ -100,7 +145,9 @@ def emit(
     if fmt == "parquet":
         if not output:
             raise InputError("--format parquet needs -o FILE (parquet is binary)")
-        atomic.write_with(output, lambda tmp: frame.to_parquet(tmp, index=False))
+        buffer = io.BytesIO()
+        frame.to_parquet(buffer, index=False)
+        write_output(output, buffer.getvalue())
         return
     if fmt == "csv":
         text = frame.to_csv(index=False)
@@ -109,6 +156,6 @@ def emit(
     else:
         text = render_table(frame, title=title)
     if output:
-        atomic.write_text(Path(output), text)
+        write_output(output, text)
     else:
         sys.stdout.write(text)

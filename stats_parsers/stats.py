@@ -48,7 +48,7 @@ def read_stats(
     if source.suffix == ".json":
         from stats_parsers.stats_formats import read_json
 
-        return read_json(source)
+        return read_json(source, description=description)
     if source.is_dir():
         source = source / "stats.txt"
     if not source.is_file():

@@ -21,9 +21,17 @@ from stats_parsers.stats_text import _SCHEMA, StatsDumps
 _COLUMNS = ("dump", "name", "key", "value", "value_int", "unit", "pdf_pct", "cdf_pct")
 
 
-def _frame(rows: list[tuple]) -> pl.DataFrame:
+def _frame(rows: list[tuple], descriptions: list[str | None] | None = None) -> pl.DataFrame:
+    """The long table of ``stats.txt`` from (dump, name, key, value, ...) rows.
+
+    ``line`` is null: neither format has lines (the CLI sorts by it; nulls keep row order).
+    ``description`` is added only when ``descriptions`` (one per row) is given.
+    """
     schema = {c: _SCHEMA.get(c, pl.UInt32()) for c in _COLUMNS}
     frame = pl.DataFrame(rows, schema=schema, orient="row")
+    extra = [pl.lit(None, dtype=_SCHEMA["line"]).alias("line")]
+    if descriptions is not None:
+        extra.append(pl.Series("description", descriptions, dtype=_SCHEMA["description"]))
     return frame.select(
         "dump",
         pl.lit(None, dtype=pl.String).cast(pl.Categorical).alias("dump_message"),
@@ -34,6 +42,7 @@ def _frame(rows: list[tuple]) -> pl.DataFrame:
         pl.col("unit").cast(pl.Categorical),
         "pdf_pct",
         "cdf_pct",
+        *extra,
     )
 
 
@@ -86,19 +95,35 @@ def read_hdf5(path: str) -> StatsDumps:
     )
 
 
-def read_json(path: Path) -> StatsDumps:
+def read_json(path: Path, description: bool = False) -> StatsDumps:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: not JSON ({exc})") from None
+    except FileNotFoundError:
+        raise InputError(f"{path}: stats file not found") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not JSON (not UTF-8 text at byte {exc.start})") from None
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}: not JSON (line {exc.lineno} column {exc.colno}: {exc.msg})") from None
+    except RecursionError:
+        raise InputError(f"{path}: not a gem5 pystats JSON file (nested too deeply)") from None
     if not isinstance(data, dict) or "type" not in data:
         raise InputError(f"{path}: not a gem5 pystats JSON file (no top-level 'type')")
     rows: list[tuple] = []
+    descriptions: list[str | None] = []
 
     def scalar(prefix: str, key: str, node: dict) -> None:
         value = node.get("value")
-        value = float("nan") if value is None else float(value)
-        rows.append((0, prefix, key, value, _exact(value), node.get("unit"), None, None))
+        try:
+            value = float("nan") if value is None else float(value)
+        except (TypeError, ValueError):
+            where = f"{prefix}::{key}" if key else prefix
+            raise InputError(f"{path}: {where}: value {value!r} is not a number") from None
+        unit = node.get("unit")
+        rows.append((0, prefix, key, value, _exact(value), None if unit is None else str(unit), None, None))
+        text = node.get("description")
+        descriptions.append(None if text is None else str(text))
 
     def visit(node: dict, prefix: str) -> None:
         for child_name, child in node.items():
@@ -132,7 +157,10 @@ def read_json(path: Path) -> StatsDumps:
             else:
                 visit(child, path_name)
 
-    visit(data, data.get("name") or "")
+    try:
+        visit(data, str(data.get("name") or ""))
+    except RecursionError:
+        raise InputError(f"{path}: not a gem5 pystats JSON file (nested too deeply)") from None
     warnings.warn(
         f"{path}: JSON stats hold only the last dump and no formula stats (gem5 rewrites the file per dump)",
         stacklevel=2,
@@ -140,7 +168,7 @@ def read_json(path: Path) -> StatsDumps:
     if not rows:
         raise InputError(f"{path}: no stats in this JSON file")
     return StatsDumps(
-        frame=_frame(rows),
+        frame=_frame(rows, descriptions if description else None),
         path=path,
         messages=(None,),
         source_format="json",

@@ -115,7 +115,8 @@ def test_failing_workload_gives_nonzero_exit(tmp_path: Path) -> None:
 
 def test_double_config_ini_reads_back_as_the_rendered_gpu(tmp_path: Path) -> None:
     """Later stages read the double's config.ini like a real one (stats_parsers.config)."""
-    config = pytest.importorskip("stats_parsers.config")
+    from stats_parsers import config
+
     run_dir, argv = _run_dir(
         tmp_path,
         "run",
@@ -126,3 +127,11 @@ def test_double_config_ini_reads_back_as_the_rendered_gpu(tmp_path: Path) -> Non
     assert gpu.num_cus == 8 and gpu.tcc_count == 2 and gpu.dram_channels == 4
     assert gpu.clock_period_ticks == 667 and gpu.shader_stats_prefix == "system.cpu1"
     assert gpu.tcc_size_bytes == 128 * 1024 and gpu.dram_type == "HBM_1000_4H_1x128"
+
+
+def test_the_doubles_option_tables_are_the_profiles() -> None:
+    """The double reads profile YAML with a regex (no PyYAML in its python3); pin it to get_profile()."""
+    from gem5_configs.profiles import all_profiles
+
+    for name, profile in all_profiles().items():
+        assert fake_gem5.option_table(name) == profile.script_options, name

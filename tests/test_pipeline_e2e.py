@@ -150,10 +150,21 @@ def test_census_window_sliced_run_and_kernel_table(tmp_path: Path, capsys, guest
         assert row["shader_active_ticks"] == 1_000_000 + 1000 * row["kernel_index"]
         assert row["gpu_cycles"] == row["shader_active_ticks"] / 1000
 
-    # 6. the analytical side of the same layer on the machine that was simulated.
-    ops = json.loads(_cli(capsys, "estimate", "--model", "llama-3.2-1b", "--hardware", "gem5-mi300x",
-                          "--phase", "decode", "--context", "16", "--format", "json"))  # fmt: skip
-    assert {"op", "module", "t_est_s"} <= set(ops[0])
+    # 6. the analytical side of the same layer, of the same toy model, on the machine simulated:
+    #    its ops cover the roles the census found in that layer (kernels join ops on roles).
+    machine = json.loads((tmp_path / "layer" / "params.json").read_text())["machine"]
+    ops = json.loads(_cli(capsys, "estimate", "--model", str(guest["root"] / "config.json"),
+                          "--hardware", f"gem5-{machine['device']}", "--gem5-version", machine["profile"],
+                          "--phase", "decode", "--context", "16", "--dtype", "fp32", "--layers", str(LAYER),
+                          "--json"))  # fmt: skip
+    assert {op["hardware"] for op in ops} == {"gem5-mi300x"} and all(op["layer"] == LAYER for op in ops)
+    kernel_map = census.load_kernel_map(census_out)
+    in_layer = kernel_map.kernels[
+        (kernel_map.kernels["step"] == STEP) & (kernel_map.kernels["layer"] == LAYER)
+    ]
+    simulated_roles = set(in_layer["module"].dropna())
+    estimated_roles = {op["role"] for op in ops if op["t_est_s"] > 0}
+    assert simulated_roles == estimated_roles, (simulated_roles, estimated_roles)
 
 
 def _run_sh(run_dir: Path, guest: dict) -> None:
@@ -225,7 +236,11 @@ def test_from_census_slices_without_retyping(tmp_path: Path, capsys, guest: dict
     assert "holds outputs of another render" in err and "--force" in err and err.count("\n") == 1
     assert main([*again, "--force"]) == 0
     capsys.readouterr()
-    assert (sliced / "m5out.stale-1" / "layerlab_events.jsonl").is_file() and not (sliced / "m5out").exists()
+    outdir = json.loads((sliced / "command.json").read_text())["outdir"]  # inherited from the census
+    assert outdir == "out-census"
+    assert (sliced / f"{outdir}.stale-1" / "layerlab_events.jsonl").is_file() and not (
+        sliced / outdir
+    ).exists()
     # The same simulation again over its own outputs is fine (instantiation refreshed, outputs kept).
     assert main(again) == 0
 

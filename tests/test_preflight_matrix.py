@@ -133,3 +133,33 @@ def test_machine_mismatch_names_the_knob(tmp_path: Path, capsys: pytest.CaptureF
     assert cli(["preflight", str(run)]) == 2
     err = capsys.readouterr().err
     assert "machine tcc_bytes: the run says 8388608, gem5 built 262144" in err
+
+
+@pytest.mark.parametrize(
+    ("edit", "needle"),
+    [
+        ("param", "unknown_param GPUDispatcher.kernel_exit_eventz"),
+        ("type", "wrong_type"),
+        ("option", "unknown_option --no-such-knob"),
+    ],
+)
+def test_negative_edits_exit_2_naming_the_culprit(
+    tmp_path: Path, capsys: pytest.CaptureFixture, edit: str, needle: str
+) -> None:
+    run = render_kind(tmp_path, "mi200", "v24.0", "classic", "census")
+    script = run / "gem5_config.py"
+    text = script.read_text()
+    anchor = "    system.exit_on_work_items = True\n"
+    if edit == "param":
+        script.write_text(text.replace(anchor, anchor + "    shader.dispatcher.kernel_exit_eventz = True\n"))
+    elif edit == "type":
+        script.write_text(text.replace(anchor, "    system.exit_on_work_items = 'maybe'\n"))
+    else:
+        command = json.loads((run / "command.json").read_text())
+        command["argv"].append("--no-such-knob=3")
+        (run / "command.json").write_text(json.dumps(command))
+    assert cli(["preflight", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and err.count("\n") == 1
+    if edit == "type":
+        assert "exit_on_work_items" in err

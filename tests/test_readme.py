@@ -47,7 +47,20 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "num_key_value_heads": 2, "num_hidden_layers": 16, "vocab_size": 128,
     }))  # fmt: skip
     trace_path, table = root / "trace.json", root / "layerlab_markers.json"
-    argv = ["--config", str(config), "--num-layers", "16", "--phases", "both", "-C", "16", "-S", "4", "-D", "2"]
+    argv = [
+        "--config",
+        str(config),
+        "--num-layers",
+        "16",
+        "--phases",
+        "both",
+        "-C",
+        "16",
+        "-S",
+        "4",
+        "-D",
+        "2",
+    ]
     argv += ["--dtype", "fp32", "--device", "cpu", "--profile", str(trace_path), "--marker-table", str(table)]
     assert layer.main(argv) == 0
     events: list[dict] = [{"type": "host", "ticks": 5_000_000_000}, {"type": "blit"}]
@@ -91,9 +104,17 @@ def test_every_sh_block_runs(tmp_path: Path, scenario: Path) -> None:
         script = tmp_path / f"block{i}.sh"
         script.write_text("set -euo pipefail\n" + MAKE_SHIM + block, encoding="utf-8")
         done = subprocess.run(
-            ["bash", str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600, check=False
+            ["bash", str(script)],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
         )
-        assert done.returncode == 0, f"README block {i} failed:\n{block}\n--- stdout\n{done.stdout[-3000:]}\n--- stderr\n{done.stderr[-3000:]}"
+        assert done.returncode == 0, (
+            f"README block {i} failed:\n{block}\n--- stdout\n{done.stdout[-3000:]}\n--- stderr\n{done.stderr[-3000:]}"
+        )
     # What the README promises came out.
     assert (tmp_path / "demo-out" / "roofline.png").stat().st_size > 10_000
     assert json.loads((tmp_path / "runs" / "l3" / "slice.json").read_text())["layer"] == 3

@@ -32,12 +32,10 @@ import pandas as pd
 
 from foundation import atomic, events
 from foundation.errors import InputError, unknown_name
-from foundation.rundir import outdir_of
+from foundation.rundir import KERNEL_MAP_FILE, MARKER_TABLE_FILE, outdir_of
 from foundation.vocabulary import SKIP_ALL, Window
 from workloads.drivers import markers as mk
 
-KERNEL_MAP_FILE = "layerlab_kernel_map.json"
-MARKER_TABLE_FILE = "layerlab_markers.json"
 SCHEMA = "layerlab-kernel-map/1"
 KERNEL_COLUMNS = ("kernel_index", "step", "phase", "layer", "module", "op_name", "marker_id")
 REGION_COLUMNS = (
@@ -77,14 +75,51 @@ def _locate(run_dir: Path, name: str) -> Path | None:
     return None
 
 
+def _not_utf8(path: Path, exc: UnicodeDecodeError) -> InputError:
+    """The error for a file that is not UTF-8 text, naming the line where decoding fails."""
+    try:
+        data = path.read_bytes()
+        data.decode("utf-8")
+    except UnicodeDecodeError as found:
+        line = data.count(b"\n", 0, found.start) + 1
+        return InputError(f"{path}:{line}: not UTF-8 text (byte {found.start}: {found.reason})")
+    except OSError:
+        pass
+    return InputError(f"{path}: not UTF-8 text ({exc.reason})")
+
+
+def _read_json_file(path: Path, what: str) -> Any:
+    """A JSON file's value; every way it can be unreadable is an ``InputError`` naming it."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"{path}: {what} not found") from None
+    except OSError as exc:
+        raise InputError(f"{path}: not a readable {what} ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise _not_utf8(path, exc) from None
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}:{exc.lineno}: not a readable {what} (not JSON: {exc.msg})") from None
+    except RecursionError:
+        raise InputError(f"{path}: not a readable {what} (JSON nested too deeply)") from None
+
+
 def read_marker_table(path: str | Path) -> dict[str, Any]:
     path = Path(path)
-    try:
-        table = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise InputError(f"{path}: not a readable marker table ({exc})") from None
+    table = _read_json_file(path, "marker table")
     if not isinstance(table, dict) or table.get("schema") != "layerlab-markers/1":
         raise InputError(f"{path}: field 'schema' is not 'layerlab-markers/1'")
+    for field_name, key in (("markers", "id"), ("steps", "step")):
+        entries = table.get(field_name, [])
+        if not isinstance(entries, list):
+            raise InputError(f"{path}: field {field_name!r} is not a list")
+        for number, entry in enumerate(entries):
+            try:
+                int(entry[key])
+            except (TypeError, KeyError, ValueError):
+                raise InputError(
+                    f"{path}: {field_name}[{number}]: expected an object with an integer {key!r}"
+                ) from None
     return table
 
 
@@ -97,7 +132,10 @@ def build_kernel_map(run_dir: str | Path, marker_table: str | Path | None = None
             f"{run_dir}: no {events.FILENAME} here or in {outdir_of(run_dir).name}/ "
             "(is this a layerlab run directory, and has the run been run?)"
         )
-    start, table, end = events.read_events(events_path)
+    try:
+        start, table, end = events.read_events(events_path)
+    except UnicodeDecodeError as exc:
+        raise _not_utf8(events_path, exc) from None
     table_path = Path(marker_table) if marker_table else _locate(events_path.parent, MARKER_TABLE_FILE)
     ids = read_marker_table(table_path) if table_path else None
     return _from_events(events_path, start, table, end, ids)
@@ -290,11 +328,8 @@ def load_kernel_map(run_dir: str | Path) -> KernelMap:
     saved = _locate(run_dir, KERNEL_MAP_FILE) if run_dir.is_dir() else None
     if saved is None:
         return build_kernel_map(run_dir)
-    try:
-        payload = json.loads(saved.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise InputError(f"{saved}: not a readable kernel map ({exc})") from None
-    if payload.get("schema") != SCHEMA:
+    payload = _read_json_file(saved, "kernel map")
+    if not isinstance(payload, dict) or payload.get("schema") != SCHEMA:
         raise InputError(f"{saved}: field 'schema' is not {SCHEMA!r}")
     kernels = pd.DataFrame(payload["kernels"], columns=list(KERNEL_COLUMNS))
     for column in ("step", "layer", "marker_id"):
@@ -349,6 +384,12 @@ def marker_region(
     )
     if not 0 <= layer < total:
         raise InputError(f"--layer {layer} beyond num_hidden_layers={total} (layers are 0..{total - 1})")
+    ran = int(layers_seen.max()) + 1  # layer markers are 0..ran-1 (a truncated model runs fewer)
+    if layer >= ran:
+        raise InputError(
+            f"--layer {layer}: the run has {ran} layer{'s' if ran != 1 else ''} (0..{ran - 1}), "
+            f"fewer than num_hidden_layers={total} (a model truncated for the run?)"
+        )
     in_layer = regions[(regions["step"] == step) & (regions["layer"] == layer)]
     if module is None:
         chosen = in_layer[in_layer["module"].isna()]

@@ -50,6 +50,12 @@ SHIPPED: tuple[ShippedModel, ...] = (
 
 _GATED_ACTIVATIONS = ("silu", "swish", "gelu_pytorch_tanh_gated")
 
+#: HF ``model_type`` values whose layer structure analytical/ops.py models: Llama-style
+#: (RMSNorm, RoPE, GQA, SwiGLU; Mistral is the same layer, Mixtral adds top-k experts), GPT-2 and
+#: OPT (LayerNorm, learned positions, fc1/fc2). Anything else (mamba, qwen2's QKV bias, gemma's
+#: extra norms...) would be estimated as one of these, wrongly, so it is refused.
+SUPPORTED_MODEL_TYPES = ("gpt2", "llama", "mistral", "mixtral", "opt")
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -158,6 +164,11 @@ def config_from_dict(
     if not isinstance(raw, dict):
         raise InputError(f"{source}: expected a JSON object, got {type(raw).__name__}")
     family = str(raw.get("model_type") or "").lower()
+    if family not in SUPPORTED_MODEL_TYPES:
+        what = f"model_type {family!r} is not supported" if family else "field 'model_type' is missing"
+        raise InputError(
+            f"{source}: {what}; layerlab models the layers of: {', '.join(SUPPORTED_MODEL_TYPES)}"
+        )
     arch_list = raw.get("architectures") or []
     architecture = str(arch_list[0]) if arch_list else (family or "unknown")
 
@@ -251,7 +262,7 @@ def config_from_dict(
     return ModelConfig(
         name=name or str(raw.get("_name_or_path") or Path(source).parent.name or architecture),
         architecture=architecture,
-        family=family or "llama",
+        family=family,
         torch_dtype=dtype,
         repo_id=repo_id,
         source=source,

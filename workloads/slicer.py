@@ -171,6 +171,12 @@ def slice_kernels(kernels: Sequence[str], layers: int) -> SliceResult:
     """Find forward steps and per-layer blocks in a launch-ordered kernel sequence."""
     if layers < 1:
         raise InputError(f"--layers must be >= 1, got {layers}")
+    if layers == 1:  # one layer has no copy to repeat against: any repeat found is whole steps
+        raise InputError(
+            "--layers 1: the slicer finds layers as N back-to-back copies of one block, and a 1-layer "
+            "step has no second copy (what repeats is whole steps); use a run with layer markers "
+            "(layerlab census / window) instead"
+        )
     n = len(kernels)
     if n < MIN_BLOCK * max(layers, 2):
         raise InputError(

@@ -7,10 +7,13 @@ lists every command without importing any of them (pandas, polars and numba take
 
 SUMMARIES: dict[str, str] = {
     "estimate": "analytical FLOPs, bytes and time of one decoder layer, op by op",
+    "image": "inspect a GPU disk image, or build one with layerlab's drivers and a model baked in",
     "slice": "find steps and layer boundaries in a kernel trace (no markers needed)",
     "census": "kernel map (kernel index → step, layer, module) from a skip-all run with markers",
     "window": "gem5 skip/exit window for one layer of one step, from a census",
     "render": "write a gem5 GPU-FS run directory (config, guest script, params, command)",
     "preflight": "check a rendered run against a real gem5 tree's Python (no gem5 binary needed)",
     "stats": "gem5 stats.txt/h5/json as a tidy table, or the per-kernel table of a run",
+    "run": "run an experiment spec: boot checkpoint, census, sliced layers, kernel tables (resumes)",
+    "status": "states and results of an experiment's runs (exit 1 while any is not done)",
 }

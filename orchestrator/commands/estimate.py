@@ -12,14 +12,16 @@ import sys
 from analytical.calibration import load_calibration
 from analytical.catalog import get_hardware, list_hardware
 from analytical.estimators import ESTIMATORS
+from analytical.hardware import HardwareSpec
 from analytical.notebook import notebook_chunk_shape
-from analytical.ops import ATTENTION_IMPLS, ENGINES, PHASES
-from analytical.pipeline import estimate_layer
+from analytical.ops import ATTENTION_IMPLS, DTYPES, ENGINES, PHASES, normalise_dtype, parse_layers
+from analytical.pipeline import estimate_layer, gem5_caption
+from analytical.plot import step_text
 from foundation.errors import InputError
 from orchestrator.commands import SUMMARIES
 from orchestrator.knobs import add_gpu_knob_arguments, gpu_overrides
 from orchestrator.output import add_format_options, emit
-from workloads.models import list_models, load_model_config
+from workloads.models import ModelConfig, list_models, load_model_config
 
 EPILOG = (
     """\
@@ -83,9 +85,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     what.add_argument("--phase", required=True, type=str.lower, choices=PHASES)
     what.add_argument("--batch", type=int, default=1, help="requests (default 1)")
-    what.add_argument("--seq", type=int, help="new tokens per request: prompt (prefill) or chunk (chunked)")
-    what.add_argument("--context", type=int, default=0, help="past tokens per request in the KV cache")
-    what.add_argument("--decode-tokens", type=int, default=0, help="chunked: decode requests riding along")
+    what.add_argument(
+        "--seq", type=int, help="prefill/chunked: new tokens per request (prompt or chunk); not for decode"
+    )
+    what.add_argument(
+        "--context",
+        type=int,
+        help="past tokens per request in the KV cache (decode: required, >= 1; prefill/chunked: default 0)",
+    )
+    what.add_argument("--decode-tokens", type=int, help="chunked: decode requests riding along (default 0)")
     what.add_argument(
         "--decode-context", type=int, help="chunked: past tokens of each decode request (default --context)"
     )
@@ -106,8 +114,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--attention",
         type=str.lower,
         choices=ATTENTION_IMPLS,
-        default="eager",
-        help="hf-eager attention: eager (materialised scores) or sdpa (fused); vllm is always fused",
+        help="hf-eager attention: eager (materialised scores, default) or sdpa (fused); vllm is always fused",
     )
     what.add_argument("--dtype", help="bf16, fp16, fp32 or fp8 (default: the model's torch_dtype)")
     what.add_argument(
@@ -126,7 +133,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     how.add_argument(
         "--notebook-bugs",
         action="store_true",
-        help="tiling estimator with the notebook's original attention dims (to reproduce old numbers)",
+        help="with --estimator tiling: the notebook's original attention dims (to reproduce old numbers)",
     )
 
     gem5 = parser.add_argument_group(
@@ -145,6 +152,100 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+def _check_layers(spec: str, model: ModelConfig) -> None:
+    """Refuse a reversed range by name (``3-1`` is empty, not 'layer ? outside'), then parse."""
+    for part in str(spec).strip().lower().split(","):
+        lo, dash, hi = part.partition("-")
+        if dash and lo.strip().isdigit() and hi.strip().isdigit() and int(lo) > int(hi):
+            raise InputError(
+                f"--layers {spec!r}: range {lo.strip()}-{hi.strip()} is empty ({int(lo)} > {int(hi)}); "
+                f"write it low-high, e.g. {hi.strip()}-{lo.strip()}"
+            )
+    parse_layers(spec, model.num_hidden_layers)
+
+
+def _check_dtype(args: argparse.Namespace, model: ModelConfig, machines: list[HardwareSpec]) -> None:
+    """The estimator's "no peak for this dtype" error, before the shape checks (same rule and
+    words as analytical.estimators: a missing FP32 MMA falls back to the vector ALUs)."""
+    compute_class = DTYPES[normalise_dtype(args.dtype or model.torch_dtype)][1]
+    for machine in machines:
+        peaks = machine.flops_per_clock_per_cu
+        if compute_class not in peaks and not (compute_class == "fp32_matrix" and "fp32_vector" in peaks):
+            raise InputError(
+                f"hardware {machine.name!r} has no {compute_class} peak; pick another --dtype or machine"
+            )
+
+
+def _shape(args: argparse.Namespace, model: ModelConfig) -> tuple[int | None, int, int, int | None]:
+    """(seq, context, decode_tokens, decode_context) of the step, or an error for flags that
+    would otherwise be ignored or mean nothing in this phase."""
+    phase = args.phase
+    if args.notebook_chunk:
+        if phase != "chunked" or args.seq is None:
+            raise InputError("--notebook-chunk needs --phase chunked and --seq CHUNK")
+        given = [
+            flag
+            for flag, value in (
+                ("--context", args.context),
+                ("--decode-tokens", args.decode_tokens),
+                ("--decode-context", args.decode_context),
+            )
+            if value is not None
+        ]
+        if given:
+            raise InputError(
+                f"--notebook-chunk sets {', '.join(given)} itself from IN:OUT; drop {' and '.join(given)}"
+            )
+        shape = notebook_chunk_shape(args.seq, *args.notebook_chunk)
+        return shape.seq, shape.context, shape.decode_tokens, shape.decode_context
+    if phase != "chunked":
+        for flag, value in (
+            ("--decode-tokens", args.decode_tokens),
+            ("--decode-context", args.decode_context),
+        ):
+            if value is not None:
+                raise InputError(
+                    f"{flag} is for --phase chunked (decode requests riding along a prefill chunk), "
+                    f"not --phase {phase}"
+                )
+    if phase == "decode":
+        if args.seq is not None:
+            raise InputError(
+                f"--seq {args.seq} with --phase decode: a decode step is one new token per request; "
+                "use --batch for more requests, --context for the tokens already in the KV cache"
+            )
+        if args.context is None or args.context < 1:
+            got = "" if args.context is None else f", got {args.context}"
+            raise InputError(f"decode needs --context N (tokens already in the KV cache, N >= 1){got}")
+    decode_tokens = args.decode_tokens or 0
+    if args.decode_context is not None and not decode_tokens:
+        raise InputError("--decode-context needs --decode-tokens N (the decode requests it describes)")
+    return args.seq, args.context or 0, decode_tokens, args.decode_context
+
+
+def _check_positions(
+    model: ModelConfig,
+    phase: str,
+    seq: int | None,
+    context: int,
+    decode_tokens: int,
+    decode_context: int | None,
+) -> None:
+    """Context plus new tokens must fit the model's position table (RoPE range / learned positions)."""
+    limit = model.max_position_embeddings
+    field = "n_positions" if model.family == "gpt2" else "max_position_embeddings"
+    new = 1 if phase == "decode" else (seq or 0)
+    spans = [("--context", context, new)]
+    if decode_tokens:
+        spans.append(("--decode-context", context if decode_context is None else decode_context, 1))
+    for flag, past, fresh in spans:
+        if past + fresh > limit:
+            raise InputError(
+                f"{flag} {past} + {fresh} new token{'s' if fresh != 1 else ''} = {past + fresh} positions, "
+                f"beyond {model.name}'s {field}={limit} ({model.source})"
+            )
+
+
 def run(args: argparse.Namespace) -> int:
     model = load_model_config(args.model, allow_hub=args.from_hub)
     overrides = gpu_overrides(args)
@@ -152,21 +253,20 @@ def run(args: argparse.Namespace) -> int:
     if not names:
         raise InputError("--hardware is empty; choose one of: " + ", ".join(list_hardware()))
     machines = [get_hardware(n, gem5_version=args.gem5_version, **overrides) for n in names]
-    seq, context, decode_tokens, decode_context = (
-        args.seq,
-        args.context,
-        args.decode_tokens,
-        args.decode_context,
-    )
-    if args.notebook_chunk:
-        if args.phase != "chunked" or seq is None:
-            raise InputError("--notebook-chunk needs --phase chunked and --seq CHUNK")
-        shape = notebook_chunk_shape(seq, *args.notebook_chunk)
-        seq, context, decode_tokens, decode_context = (
-            shape.seq,
-            shape.context,
-            shape.decode_tokens,
-            shape.decode_context,
+    _check_layers(args.layers, model)
+    _check_dtype(args, model, machines)
+    seq, context, decode_tokens, decode_context = _shape(args, model)
+    if context >= 0 and (seq or 0) >= 0:  # negatives get their own message from make_shapes
+        _check_positions(model, args.phase, seq, context, decode_tokens, decode_context)
+    if args.notebook_bugs and args.estimator != "tiling":
+        raise InputError(
+            f"--notebook-bugs changes only the tiling estimator; add --estimator tiling "
+            f"(--estimator is {args.estimator})"
+        )
+    if args.attention is not None and args.engine == "vllm":
+        print(
+            "layerlab estimate: note: --attention applies to --engine hf-eager; vllm attention is always fused",
+            file=sys.stderr,
         )
     calibration = load_calibration(args.calibration) if args.calibration else None
     if args.launch_floor is not None and args.launch_floor < 0:
@@ -181,7 +281,7 @@ def run(args: argparse.Namespace) -> int:
         decode_tokens=decode_tokens,
         decode_context=decode_context,
         engine=args.engine,
-        attention=args.attention,
+        attention=args.attention or "eager",
         dtype=args.dtype,
         layers=args.layers,
         estimator=args.estimator,
@@ -189,12 +289,17 @@ def run(args: argparse.Namespace) -> int:
         launch_floor_s=args.launch_floor,
         notebook_bugs=args.notebook_bugs,
     )
+    captions = [c for c in (gem5_caption(m, args.gem5_version) for m in machines) if c]
     if args.plot:
-        first = table[table["hardware"] == machines[0].name]
-        title = f"{model.name} {args.phase} on {machines[0].name} ({args.engine}, {args.estimator})"
         from analytical.plot import roofline_plot
 
-        roofline_plot(first[first["op"] != "total"], machines[0], args.plot, title=title)
+        first = table[table["hardware"] == machines[0].name]
+        roofline_plot(
+            first[first["op"] != "total"],
+            machines[0],
+            args.plot,
+            caption=gem5_caption(machines[0], args.gem5_version),
+        )
     if args.format == "table":
         compact = [
             "layer",
@@ -213,10 +318,15 @@ def run(args: argparse.Namespace) -> int:
             compact.insert(0, "hardware")
         shown = table[compact]
         total = table[table["op"] != "total"]
-        title = f"{model.name} | {args.phase} | {args.engine} | {args.estimator} | " + ", ".join(
-            f"{m.name}: {total.loc[total['hardware'] == m.name, 't_est_s'].sum() * 1e6:.4g} µs"
-            for m in machines
+        row = table.iloc[0]
+        title = (
+            f"{model.name} | {args.phase}, {step_text(row)} | {row['dtype']} | {args.engine} | {args.estimator} | "
+            + ", ".join(
+                f"{m.name}: {total.loc[total['hardware'] == m.name, 't_est_s'].sum() * 1e6:.4g} µs"
+                for m in machines
+            )
         )
+        title = "\n".join([title, *(f"note: {c}" for c in captions)])
         emit(shown, "table", args.output, title=title)
     else:
         emit(table, args.format, args.output)

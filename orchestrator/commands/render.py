@@ -256,17 +256,7 @@ def params_from_args(args: argparse.Namespace):  # -> RenderParams
 
 
 def _from_census(args: argparse.Namespace, options: dict, overrides: dict):  # -> (RenderParams, slice)
-    """The census run's simulation with the window of (step, layer[, module]) set.
-
-    The guest command is the census's, unchanged: kernel indices are only valid for the identical
-    program. The machine is the census's too, unless knobs are given (the kernel sequence of a
-    program does not depend on the GPU model's timing, so a slice may be simulated on a variant).
-    """
-    from dataclasses import replace
-
-    from gem5_configs.params import make_params
-    from gem5_configs.render import read_params
-    from workloads.census import load_kernel_map, window
+    from gem5_configs.slicing import params_from_census
 
     if args.step is None or args.layer is None:
         raise InputError("--from-census: give --step T and --layer L (and optionally --module M)")
@@ -276,81 +266,16 @@ def _from_census(args: argparse.Namespace, options: dict, overrides: dict):  # -
                 name, "--" + name.replace("_", "-") + " / --window"
             )
             raise InputError(f"--from-census: {flag} comes from the census run; do not give it")
-    census_dir = Path(args.from_census)
-    census = read_params(census_dir)
-    kernel_map = load_kernel_map(census_dir)
-    census_id = census_run_id = kernel_map.meta.get("run_id")
-    from foundation.rundir import run_id_of
-
-    recorded = run_id_of(census_dir)
-    if census_run_id and recorded and census_run_id != recorded:
-        raise InputError(
-            f"{census_dir}: its outputs come from run {census_run_id}, but the directory was re-rendered as "
-            f"{recorded}; re-run the census (or `layerlab census` it again) before slicing"
-        )
-    census_id = recorded or census_id
-    win, expected = window(kernel_map, args.step, args.layer, args.module)
-    inst = census.instantiation
-    if census.workload.kind == "boot_checkpoint":
-        raise InputError(f"--from-census: {census_dir} is a boot-checkpoint run, not a census")
-    base: dict = {
-        "guest_command": census.workload.guest_command,
-        "guest_env": census.workload.guest_env,
-        "root_partition": census.machine.root_partition,
-        "host_mem_bytes": census.machine.host_mem_bytes,
-        "cpu_type": census.machine.cpu_type,
-        "num_cpus": census.machine.num_cpus,
-        "script_style": census.machine.script_style,
-        "per_kernel_dumps": True,
-        "gem5_src": inst.gem5_src,
-        "gem5_binary": inst.gem5_binary,
-        "docker_image": inst.docker_image,
-        "kvm_perf": inst.kvm_perf,
-        "second_disk": inst.second_disk,
-        "restore_dir": inst.restore_dir,
-    }
-    base.update(options)
-    base.update(skip_until=win.skip_until, exit_after=win.exit_after)
-    gpu = replace(census.machine.gpu)
-    params = make_params(
-        profile=census.machine.profile,
-        device=census.machine.device,
-        kernel=args.kernel or inst.kernel,
-        disk=args.disk or inst.disk,
-        gpu=gpu,
+    return params_from_census(
+        args.from_census,
+        args.step,
+        args.layer,
+        args.module,
+        kernel=args.kernel,
+        disk=args.disk,
         gpu_overrides=overrides,
-        **{k: v for k, v in base.items() if v is not None},
+        **options,
     )
-    if (
-        params.workload.kernel_digest != census.workload.kernel_digest
-        or params.workload.disk_digest != census.workload.disk_digest
-    ):
-        raise InputError(
-            f"--from-census: the kernel or disk differs from the census run's ({census_dir}/params.json); "
-            "kernel indices are only valid for the identical guest"
-        )
-    slice_record = {
-        "census_run_id": census_id,
-        "census_dir": str(census_dir.resolve()),
-        "step": args.step,
-        "layer": args.layer,
-        "module": args.module,
-        "skip_until": win.skip_until,
-        "exit_after": win.exit_after,
-        "expected_kernels": win.num_kernels,
-        "kernels": [
-            {k: (None if _isna(v) else v) for k, v in row.items()}
-            for row in expected[["kernel_index", "step", "layer", "module"]].to_dict("records")
-        ],
-    }
-    return params, slice_record
-
-
-def _isna(value) -> bool:
-    try:
-        return value != value or value is None or str(value) == "<NA>"
-    except (TypeError, ValueError):
-        return False
 
 
 def run_render(args: argparse.Namespace) -> int:

@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import os
 import sys
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -90,7 +91,9 @@ def run(args: argparse.Namespace) -> int:
             table = table[table["dump"] == args.dump]
         emit(table, args.format, args.output, title=f"kernels: {args.path}")
         return 0
-    with _working(args.path):
+    with _working(args.path), warnings.catch_warnings():
+        # What a reader warns about is also in stats.notes, printed below as one line each.
+        warnings.simplefilter("ignore", UserWarning)
         stats = read_stats(
             args.path, strict=not args.lenient, description=args.description, cache=not args.no_cache
         )

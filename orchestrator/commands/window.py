@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from orchestrator.commands import SUMMARIES
-from orchestrator.output import add_format_options, dumps_json, emit, records
+from orchestrator.output import add_format_options, dumps_json, emit, records, write_output
 from workloads.census import load_kernel_map, marker_region, window
 
 EXAMPLES = """\
@@ -56,9 +56,7 @@ def run(args: argparse.Namespace) -> int:
         }
         text = dumps_json(payload)
         if args.output:
-            from foundation import atomic
-
-            atomic.write_text(args.output, text)
+            write_output(args.output, text)
         else:
             print(text, end="")
         return 0

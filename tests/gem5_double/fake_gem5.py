@@ -39,7 +39,9 @@ import json
 import math
 import os
 import re
+import signal
 import sys
+import time
 import types
 from pathlib import Path
 from typing import Any
@@ -88,6 +90,10 @@ DEFAULT_TICKS = {
     "exit": 1_000,
     "fail": 1_000,
     "writefile": 1_000,
+    "sleep": 0,
+    "console": 0,
+    "panic": 0,
+    "crash": 0,
 }
 
 
@@ -281,6 +287,22 @@ class Engine:
                     raise DoubleError(f"scenario marker needs op workbegin|workend, got {ev.get('op')!r}")
                 if work_items:
                     return ExitEvent(ev["op"], int(ev.get("id", 0)))
+            elif kind == "sleep":
+                # Host wall-clock time (a slow simulation, or a hang with a large `seconds`).
+                time.sleep(float(ev.get("seconds", 1)))
+            elif kind == "console":
+                # The guest's serial console, where gem5 writes it (system.pc.com_1.device).
+                with (self.outdir / "system.pc.com_1.device").open("a", encoding="utf-8") as console:
+                    console.write(str(ev.get("text", "")) + "\n")
+            elif kind == "panic":
+                # gem5's panic()/fatal(): the message on stderr, then exit status 1 (fatal) or abort.
+                print(str(ev.get("message", "panic: test double panic")), file=sys.stderr, flush=True)
+                raise SystemExit(1)
+            elif kind == "crash":
+                # A segfault-like death: no end record, no at-exit stats dump.
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os.kill(os.getpid(), signal.SIGKILL if ev.get("signal") == "KILL" else signal.SIGSEGV)
             elif kind == "writefile":
                 # The guest's `m5 writefile HOSTFILE NAME`: gem5 writes NAME into its outdir.
                 name = Path(str(ev["name"])).name

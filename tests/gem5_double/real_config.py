@@ -301,7 +301,12 @@ def real_config(
             elif not arg.startswith(("--path=", "-p=")):
                 kept.append(arg)
         argv = ["gem5.opt", f"--path={tree / 'configs'}", *kept, script, *script_args]
-        ini, js, stage, details = run_preflight(run_dir, argv, style, tree)
+        reused = _preflight_beside(run_dir, argv, tree)
+        if reused is not None:  # `layerlab preflight` already ran this very argv here
+            ini, js = reused
+            stage, details = run_dir, {"reused": str(run_dir / "preflight")}
+        else:
+            ini, js, stage, details = run_preflight(run_dir, argv, style, tree)
         _store(entry, to_template(ini, stage, values, False), js and to_template(js, stage, values, True))
     ini_t = (entry / "config.ini").read_bytes()
     js_t = (entry / "config.json").read_bytes() if (entry / "config.json").is_file() else None
@@ -314,6 +319,21 @@ def real_config(
         elapsed_s=time.perf_counter() - start,
         details=details,
     )
+
+
+def _preflight_beside(run_dir: Path, argv: list[str], tree: Path) -> tuple[bytes, bytes | None] | None:
+    """The config files of a clean preflight of the same argv and tree in ``run_dir/preflight``."""
+    folder = run_dir / "preflight"
+    try:
+        report = json.loads((folder / "preflight.json").read_text(encoding="utf-8"))
+        same = report.get("ok") and [str(a) for a in report.get("argv", [])][1:] == argv[1:]
+        if not same or Path(report.get("gem5_src", "")).resolve() != tree.resolve():
+            return None
+        ini = (folder / "config.ini").read_bytes()
+    except (OSError, ValueError):
+        return None
+    js = (folder / "config.json").read_bytes() if (folder / "config.json").is_file() else None
+    return ini, js
 
 
 def _store(entry: Path, ini: bytes, js: bytes | None) -> None:

@@ -17,6 +17,8 @@ from foundation.errors import InputError, unknown_name
 GUEST_DIR = "/opt/layerlab/drivers"
 #: Where the image stage installs the shipped model config.json files (for the ``layer`` driver).
 GUEST_CONFIG_DIR = "/opt/layerlab/model_configs"
+#: Where the image stage installs a recipe's model files (``GUEST_MODEL_DIR/<model name>``).
+GUEST_MODEL_DIR = "/opt/layerlab/models"
 #: The guest's Python (the images ship python3; the scripts need no virtualenv).
 GUEST_PYTHON = "python3"
 #: Driver name → script file in this directory.
