@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.layerlab-installed
 
-.PHONY: setup demo test lint bench image gem5 clean
+.PHONY: setup tools demo test lint bench image gem5 clean
 
 # The venv is rebuilt when pyproject.toml changes. torch==2.13.0 is the CPU wheel the
 # workplace keeps on disk; the guest-driver tests run it on the CPU.
@@ -26,8 +26,13 @@ demo: setup
 	$(BIN)/layerlab estimate --model llama-3.2-1b --hardware gem5-mi300x --phase decode --batch 1 --context 1024
 	$(BIN)/layerlab estimate --model llama-3.2-1b --hardware mi300x --phase prefill --seq 512 --format table --plot "$(DEMO_OUT)/roofline.png"
 
+# Host tools the tests use for real (e2fsprogs, sfdisk, sgdisk for the disk-image stage); installs
+# only what is missing.
+tools:
+	@bash .ci/install-image-tools.sh
+
 # pytest's exit code 5 (nothing collected) is a failure here, as it should be for CI.
-test: setup
+test: setup tools
 	$(BIN)/python -m pytest -q tests
 
 lint: setup

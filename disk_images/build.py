@@ -95,6 +95,10 @@ def attached_loops(image: Path) -> list[str]:
 def inspect_image(image: str | os.PathLike[str], root_number: int | None = None) -> dict:
     """Partition table, root filesystem, free space, guest facts and any manifest (no root needed)."""
     path = Path(image)
+    if not path.exists():
+        raise InputError(f"{path}: disk image not found")
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory, not a disk image")
     table = partitions.read_table(path)
     root = table.get(root_number) if root_number else partitions.root_candidate(table)
     if root.fs not in ("ext4", "ext3", "ext2"):

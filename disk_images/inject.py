@@ -265,8 +265,6 @@ def inject(
     elif access == "rootless":
         inject_rootless(image, start, items, progress)
     elif access == "docker":
-        from disk_images import docker_access
-
-        docker_access.inject(image, start, size, items, progress)
+        raise InputError("access docker: not available yet; use --access root (as root) or rootless")
     else:
         raise InputError(f"access {access!r}: one of {', '.join(ACCESS)}")

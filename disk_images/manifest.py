@@ -8,17 +8,22 @@ digests from it, and ``check_profile`` refuses a generation the gem5 profile can
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from foundation.errors import InputError
+from foundation.gem5_names import GEM5_VERSIONS, gem5_profile
 
 SCHEMA = "layerlab.image-manifest/1"
 #: gem5 profile → image generations its GPU-FS scripts boot (reference §5.2: the 2025 image needs
 #: the v25 runscript's load_amdgpu.sh / gem5_wmi flow; v24.x scripts modprobe amdgpu directly).
-PROFILE_GENERATIONS: dict[str, tuple[int, ...]] = {"v24.0": (2024,), "v24.1": (2024,), "v25": (2025,)}
+#: gem5 profile -> the disk-image generations it boots (one truth: foundation.gem5_names).
+PROFILE_GENERATIONS: dict[str, tuple[int, ...]] = {
+    name: (facts.disk_image_generation,) for name, facts in GEM5_VERSIONS.items()
+}
 
 
 @dataclass(frozen=True)
@@ -73,6 +78,8 @@ def read_manifest(path: str | os.PathLike[str]) -> ImageManifest:
 
 def check_profile(manifest: ImageManifest, profile: str) -> None:
     """Refuse an image whose generation the gem5 ``profile`` (``v24.0`` | ``v24.1`` | ``v25``) cannot boot."""
+    with contextlib.suppress(InputError):
+        profile = gem5_profile(profile)
     fits = PROFILE_GENERATIONS.get(profile)
     if fits is None:
         raise InputError(f"gem5 profile {profile!r}: one of {', '.join(PROFILE_GENERATIONS)}")

@@ -108,9 +108,11 @@ def load_recipe(path: str | Path) -> tuple[Recipe, Path]:
     """``(recipe, folder its relative paths are taken from)``; ``InputError`` naming file, line and field."""
     file = Path(path)
     try:
-        text = file.read_text()
+        text = file.read_text(encoding="utf-8")
     except OSError as exc:
         raise InputError(f"recipe {file}: cannot read ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise InputError(f"recipe {file}: not UTF-8 text (a recipe is YAML)") from None
     try:
         node = yaml.compose(text)
         data = yaml.safe_load(text)

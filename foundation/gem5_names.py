@@ -73,13 +73,16 @@ class Gem5VersionFacts:
     #: Nearest upstream tree a check uses for this profile, and whether it is a stand-in.
     reference_tree: str
     reference_is_stand_in: bool
+    #: The gem5-resources GPU disk-image generation this release boots (its guest script follows it):
+    #: 2024 (Ubuntu 22.04, ROCm 6.1) for the v24 line, 2025 (Ubuntu 24.04, ROCm 6.4) for v25.
+    disk_image_generation: int
 
 
 GEM5_VERSIONS: dict[str, Gem5VersionFacts] = {
     f.profile: f
     for f in (
-        Gem5VersionFacts("v24.0", "issue_period", False, True, (r"24\.0(\.\d+)*",), "v24.0.0.1", False),
-        Gem5VersionFacts("v24.1", "issue_period", False, True, (r"24\.1(\.\d+)*",), "v24.1.0.3", False),
+        Gem5VersionFacts("v24.0", "issue_period", False, True, (r"24\.0(\.\d+)*",), "v24.0.0.1", False, 2024),
+        Gem5VersionFacts("v24.1", "issue_period", False, True, (r"24\.1(\.\d+)*",), "v24.1.0.3", False, 2024),
         Gem5VersionFacts(
             "v25",
             "cycle_table",
@@ -88,6 +91,7 @@ GEM5_VERSIONS: dict[str, Gem5VersionFacts] = {
             (r"25(\.\d+)*", r"DEVELOP-FOR-25(\.\d+)*"),
             "develop-2025-05-03",
             True,
+            2025,
         ),
     )
 }

@@ -47,7 +47,6 @@ class VersionProfile:
     has_gpu_rom_option: bool
     exit_api: str  # "classic" | "hypercall"
     stdlib_gpu_board: bool
-    disk_image_generation: int  # 2024 | 2025
     gpu_memory_must_be_16gib: bool
     avx_breaks_checkpoints: bool
     docker_image: str
@@ -69,6 +68,13 @@ class VersionProfile:
         if num_bytes % 1024:
             raise InputError(f"memory size {num_bytes} bytes is not a whole number of KiB")
         return f"{num_bytes // 1024}{kib_unit}"
+
+    @property
+    def disk_image_generation(self) -> int:
+        """The disk-image generation (2024 | 2025) this release boots (foundation.gem5_names)."""
+        from foundation.gem5_names import version_facts
+
+        return version_facts(self.name).disk_image_generation
 
     @property
     def has_mfma_scale(self) -> bool:
@@ -98,7 +104,6 @@ def _load(name: str, data: dict[str, Any]) -> VersionProfile:
             has_gpu_rom_option=data["has_gpu_rom_option"],
             exit_api=data["exit_api"],
             stdlib_gpu_board=data["stdlib_gpu_board"],
-            disk_image_generation=int(data["disk_image_generation"]),
             gpu_memory_must_be_16gib=data["gpu_memory_must_be_16gib"],
             avx_breaks_checkpoints=data["avx_breaks_checkpoints"],
             docker_image=data["docker_image"],

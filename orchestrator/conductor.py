@@ -32,6 +32,36 @@ POLL_S = 0.2
 KERNELS_FILE = "kernels.parquet"
 
 
+class EventsTail:
+    """Follows a growing events side-file from where it last read (gem5 appends and flushes)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.offset, self.kernels, self.skips, self.tick, self.partial = path, 0, 0, 0, 0, b""
+
+    def read(self) -> tuple[int, int, int]:
+        """(kernels completed in detail, kernels skipped, latest tick) so far."""
+        try:
+            with self.path.open("rb") as handle:
+                handle.seek(self.offset)
+                chunk = handle.read()
+        except OSError:
+            return self.kernels, self.skips, self.tick
+        self.offset += len(chunk)
+        lines = (self.partial + chunk).split(b"\n")
+        self.partial = lines.pop()
+        for line in lines:
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if record.get("kind") == "kernel":
+                self.kernels += 1
+            elif record.get("kind") == "skip":
+                self.skips += 1
+            self.tick = int(record.get("tick") or self.tick)
+        return self.kernels, self.skips, self.tick
+
+
 @dataclass
 class Node:
     plan: RunPlan
@@ -41,6 +71,8 @@ class Node:
     parent: Node | None = None
     expanded: bool = False
     children: list[Node] = field(default_factory=list)
+    tail: EventsTail | None = None
+    expected: int | None = None
 
 
 def default_workspace(spec_path: Path, spec: Experiment) -> Path:
@@ -49,7 +81,7 @@ def default_workspace(spec_path: Path, spec: Experiment) -> Path:
 
 # ------------------------------------------------------------------------------ outputs
 def read_end(outdir: Path) -> tuple[dict | None, dict | None, int]:
-    """(start, end, kernel events) of an outdir's events side-file, tolerating a partial last line."""
+    """(start, end, kernels completed in detail) of an outdir's events file (partial lines skipped)."""
     start = end = None
     kernels = 0
     try:
@@ -64,7 +96,7 @@ def read_end(outdir: Path) -> tuple[dict | None, dict | None, int]:
                     start = record
                 elif kind == "end":
                     end = record
-                elif kind in ("kernel", "skip"):
+                elif kind == "kernel":
                     kernels += 1
     except OSError:
         pass
@@ -96,15 +128,20 @@ class Conductor:
         force: bool = False,
         retry_failed: bool = False,
         reporter: Any = None,
+        progress: Any = None,
     ) -> None:
         self.spec_path = Path(spec_path)
         self.spec, self.base = load_spec(self.spec_path)
-        self.workspace = Path(workspace) if workspace else default_workspace(self.spec_path, self.spec)
+        self.workspace = (
+            Path(workspace) if workspace else default_workspace(self.spec_path, self.spec)
+        ).resolve()
         self.store = RunStore(self.workspace)
         self.jobs = jobs or self.spec.backend.jobs
         self.force = force
         self.retry_failed = retry_failed
         self.report = reporter or (lambda message: None)
+        #: progress(label, kernels_done, kernels_expected | None, tick, finished: bool)
+        self.progress = progress or (lambda *args: None)
         from orchestrator.backends import make_backend
 
         self.backend = make_backend(self.spec.backend.kind, self.spec.backend.settings)
@@ -291,6 +328,7 @@ class Conductor:
             target = _move_aside(outdir)
             self.report(f"{node.plan.label}: earlier outputs ({why}) moved aside to {target.name}")
         env = self._env(node.spec)
+        expected = _expected_kernels(node.plan.run_dir) if node.plan.kind == "slice" else None
         handle = self.backend.submit(node.plan.run_dir, env, node.plan.timeout_s)
         self.store.update(
             run_id,
@@ -305,7 +343,9 @@ class Conductor:
             exit_cause=None,
             digest=None,
             predicted_s=self._predict(node),
+            expected_kernels=expected,
         )
+        node.tail = None
         self.running[run_id] = node
         self.report(f"{node.plan.label}: started ({run_id})")
 
@@ -338,14 +378,18 @@ class Conductor:
     def _poll(self, node: Node) -> bool:
         record = self.store.get(node.run_id)  # type: ignore[arg-type]
         assert record is not None and record.handle is not None
-        outdir = outdir_of(node.plan.run_dir)
-        _start, _end, kernels = read_end(outdir)
+        if node.tail is None:
+            node.tail = EventsTail(outdir_of(node.plan.run_dir) / EVENTS_FILENAME)
+        simulated, skipped, tick = node.tail.read()
+        kernels = skipped if node.plan.kind == "census" else simulated
         if kernels != record.kernels_done:
             self.store.update(record.run_id, kernels_done=kernels)
+        self.progress(node.plan.label, kernels, record.expected_kernels, tick, False)
         polled = self.backend.poll(record.handle)
         if polled.state == "running":
             return False
         del self.running[record.run_id]
+        self.progress(node.plan.label, kernels, record.expected_kernels, tick, True)
         self._finish(node, record, polled.exit_code, polled.timed_out)
         return True
 
@@ -357,12 +401,14 @@ class Conductor:
         run_dir = node.plan.run_dir
         valid, _why = outputs_valid(run_dir, record.run_id)
         outdir = outdir_of(run_dir)
-        _start, end, kernels = read_end(outdir)
+        start, end, kernels = read_end(outdir)
+        if node.plan.kind == "census" and end is not None:
+            kernels = int(end.get("kernels_done") or 0)  # a census counts the kernels it skipped
         fields: dict[str, Any] = {
             "ended_at": record.ended_at if resumed and record.ended_at else now(),
             "exit_code": exit_code,
             "kernels_done": kernels,
-            "sim_ticks": end.get("tick") if end else None,
+            "sim_ticks": int(end["tick"]) - int((start or {}).get("tick") or 0) if end else None,
             "exit_cause": end.get("cause") if end else None,
         }
         if record.started_at and not resumed:
@@ -511,6 +557,15 @@ def window_cycles(node: Node) -> float | None:
         )
         return float(table["est_cycles"].sum())
     except Exception:  # a prediction is a convenience: never let it stop a run
+        return None
+
+
+def _expected_kernels(run_dir: Path) -> int | None:
+    from foundation.rundir import SLICE_FILE
+
+    try:
+        return int(json.loads((run_dir / SLICE_FILE).read_text(encoding="utf-8"))["expected_kernels"])
+    except (OSError, ValueError, KeyError, TypeError):
         return None
 
 

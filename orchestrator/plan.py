@@ -70,9 +70,10 @@ def inputs(spec: Experiment, base: Path) -> dict[str, Any]:
     """Kernel, disk and root partition: from the image manifest, or the image's own fields."""
     image = spec.image
     if image.manifest:
-        from disk_images.manifest import read_manifest  # the image stage's hand-over
+        from disk_images.manifest import check_profile, read_manifest  # the image stage's hand-over
 
         manifest = read_manifest(_path(image.manifest, base))
+        check_profile(manifest, spec.gem5.profile)
         return {
             "kernel": str(manifest.kernel),
             "disk": str(manifest.disk),

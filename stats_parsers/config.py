@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from analytical.hardware import GEM5_DRAM_TYPES
 from foundation import units
 from foundation.errors import InputError
 from stats_parsers import names
@@ -266,6 +265,10 @@ def dram_class(config: Gem5Config, dram: str) -> str | None:
 
     A config that names the class itself (the gem5 test double's, old configs) is taken as is.
     """
+    # Imported here: reading a config for the shader clock (``layerlab stats --kernels``) must
+    # not load the analytical models.
+    from analytical.hardware import GEM5_DRAM_TYPES
+
     named = config.param(dram, "type")
     if named in GEM5_DRAM_TYPES:
         return named

@@ -172,20 +172,38 @@ def kernel_table(
     """The per-kernel table of a run directory (see module doc); one row per kernel dump.
 
     Without an events side-file every dump becomes a row with NA kernel labels. ``cumulative``
-    overrides what the events say about stats resets.
+    overrides what the events say about stats resets. What the table lacks and why (no events
+    file, no config, stats gem5 did not print) is in ``table.attrs["notes"]``, one line each. A
+    run whose events hold no kernel dump (a census run: every kernel skipped) is an
+    ``InputError``: its table would be empty.
     """
     base = Path(run_dir)
     stats_path = base / "stats.txt" if base.is_dir() else base
     base = stats_path.parent
+    notes: list[str] = []
+    events_file = base / events_mod.FILENAME
+    kernels = None
+    if events_file.is_file():
+        # Read first: a census run's stats say nothing per kernel, and the events say why.
+        _start, table, _end = events_mod.read_events(events_file)
+        kernels = table[table["kind"].isin(["kernel", "blit"]) & table["dump"].notna()].copy()
+        if not len(kernels):
+            raise InputError(_no_kernel_dumps(base, table))
+    else:
+        notes.append(
+            f"no {events_mod.FILENAME} in {base}: kernel_index, task_id and blit are empty "
+            "(each stats dump is a row, not matched to a kernel)"
+        )
     stats = read_stats(stats_path, strict=strict, cache=cache)
     period = None
     if (base / "config.ini").is_file() or (base / "config.json").is_file():
         period = read_config(base).gpu().clock_period_ticks
-    events_file = base / events_mod.FILENAME
+    else:
+        notes.append(
+            f"no config.ini or config.json in {base}: gpu_cycles is empty (it needs the shader clock)"
+        )
     labels = None
-    if events_file.is_file():
-        _start, table, _end = events_mod.read_events(events_file)
-        kernels = table[table["kind"].isin(["kernel", "blit"]) & table["dump"].notna()].copy()
+    if kernels is not None:
         if cumulative is None:
             cumulative = bool((~kernels["reset"].astype(bool)).any()) if len(kernels) else False
         labels = pd.DataFrame(
@@ -215,4 +233,28 @@ def kernel_table(
             }
         )
     result = labels.merge(metrics, on="dump", how="left")
-    return result[list(KERNEL_COLUMNS)].reset_index(drop=True)
+    result = result[list(KERNEL_COLUMNS)].reset_index(drop=True)
+    empty = [c for c in KERNEL_COLUMNS[4:] if c != "gpu_cycles" and result[c].isna().all()]
+    if empty and len(result):
+        shown = ", ".join(empty[:8]) + (f" and {len(empty) - 8} more" if len(empty) > 8 else "")
+        notes.append(f"{shown}: empty in every row (stats this gem5 run did not print)")
+    result.attrs["notes"] = notes
+    return result
+
+
+def _no_kernel_dumps(base: Path, events: pd.DataFrame) -> str:
+    """Why a run with an events side-file has no per-kernel row (the table would be empty)."""
+    kinds = events["kind"]
+    n_skip = int((kinds == "skip").sum())
+    n_done = int(kinds.isin(["kernel", "blit"]).sum())
+    if n_skip and not n_done:
+        return (
+            f"{base} is a census run (every kernel skipped, {n_skip} of them): no kernel was "
+            "simulated, so there is no per-kernel table; slice it with `layerlab render --from-census`"
+        )
+    if n_done:
+        return (
+            f"{base}: {n_done} kernel(s) completed but none has a stats dump (dump_per_kernel off, "
+            "or every dump suppressed): no per-kernel rows"
+        )
+    return f"{base}: no kernel completed in this run ({len(events)} event(s) before it ended): no per-kernel rows"

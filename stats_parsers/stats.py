@@ -14,13 +14,16 @@ import os
 import re
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
 import polars as pl
 
 from foundation.errors import InputError, close_matches
 from stats_parsers import cache as cache_mod
 from stats_parsers.stats_text import StatsDumps, parse_stats_text, to_pandas
+
+if TYPE_CHECKING:  # pandas loads only for the pandas helpers below, not for read_stats
+    import pandas as pd
 
 H5_PREFIX = "h5://"
 
@@ -108,6 +111,8 @@ def stat_across_dumps(
 
     Dumps where gem5 did not print it are NaN (see the nozero policy in the module doc).
     """
+    import pandas as pd
+
     frame = _frame(stats)
     name, _, key = stat.partition("::")
     hits = frame.filter((pl.col("name") == name) & (pl.col("key") == key)).select("dump", "value")
@@ -128,6 +133,8 @@ def wide(
 
     Missing (not printed) values are NaN unless ``fill_missing`` is given.
     """
+    import pandas as pd
+
     frame = _frame(stats).with_columns(stat=_full_expr())
     if pattern:
         frame = frame.filter(pl.col("stat").str.contains(pattern))

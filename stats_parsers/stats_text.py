@@ -47,14 +47,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 import polars as pl
 import pyarrow as pa
 
 from foundation.errors import InputError
 from stats_parsers import stats_lines as sl
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # pandas loads only when a caller asks for a pandas table
+    import pandas as pd
+
     from stats_parsers.scan import ScanResult
 
 #: Bytes after the name in which the fast path looks for the value and pdf/cdf columns;
@@ -109,14 +110,10 @@ class StatsDumps:
 
 
 def to_pandas(frame: pl.DataFrame) -> pd.DataFrame:
+    import pandas as pd
+
     arrow = frame.to_arrow()
-    return arrow.to_pandas(types_mapper={_arrow_int64(): pd.Int64Dtype()}.get)
-
-
-def _arrow_int64():
-    import pyarrow as pa
-
-    return pa.int64()
+    return arrow.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
 
 
 def parse_stats_text(

@@ -172,6 +172,8 @@ COMMANDS: dict[str, tuple[str, Argv]] = {
     "run": ("spec.yaml", lambda p, r, o: ["run", str(p), "--workspace", str(r / "ws"), "--quiet"]),
     "status": ("spec.yaml", lambda p, r, o: ["status", str(p), "--workspace", str(r / "ws")]),
     "render --kernel": ("vmlinux", _render),
+    "image inspect": ("disk.img", lambda p, r, o: ["image", "inspect", str(p)]),
+    "image build": ("recipe.yaml", lambda p, r, o: ["image", "build", str(p), "--out", str(r / "images")]),
 }
 
 #: Inputs that are not bad input for a command, so they are not in its corpus.

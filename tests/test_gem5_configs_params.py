@@ -206,3 +206,33 @@ def test_gem5_src_is_inferred_from_a_built_binary(tmp_path: Path) -> None:
     binary.write_text("")
     p = params(tmp_path, gem5_src=None, gem5_binary=str(binary))
     assert p.gem5_src == str(src.resolve())
+
+
+def _manifest(tmp_path: Path, generation: int) -> Path:
+    from disk_images.manifest import SCHEMA
+
+    files = inputs(tmp_path)
+    path = tmp_path / f"image-{generation}.manifest.json"
+    path.write_text(json.dumps({
+        "schema": SCHEMA, "generation": generation, "root": {"root_partition": "/dev/sda2"},
+        "disk": {"path": str(files["x86-ubuntu-gpu-ml"]), "sha256": "0" * 64},
+        "kernel": {"path": str(files["vmlinux-gpu-ml"]), "sha256": "1" * 64},
+    }))  # fmt: skip
+    return path
+
+
+def test_render_takes_disk_kernel_and_root_from_an_image_manifest(tmp_path: Path, capsys) -> None:
+    manifest = _manifest(tmp_path, 2024)
+    base = ["render", "--device", "mi300x", "--gem5-version", "v24.0", "--out", str(tmp_path / "out"),
+            "--gem5-src", str(FAKE_SRC), "--image", str(manifest)]  # fmt: skip
+    assert cli([*base, "--", "true"]) == 0
+    inst = json.loads((tmp_path / "out" / "instantiation.json").read_text())
+    machine = json.loads((tmp_path / "out" / "params.json").read_text())["machine"]
+    assert inst["disk"].endswith("x86-ubuntu-gpu-ml") and machine["root_partition"] == "/dev/sda2"
+    capsys.readouterr()
+    other = _manifest(tmp_path, 2025)
+    base[base.index(str(manifest))] = str(other)
+    base[base.index("--out") + 1] = str(tmp_path / "out2")
+    assert cli([*base, "--", "true"]) == 2
+    err = capsys.readouterr().err
+    assert "is a 2025 image" in err and "v24.0" in err and not (tmp_path / "out2").exists()

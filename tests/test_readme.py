@@ -79,6 +79,7 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _env(tmp_path: Path, scenario: Path) -> dict[str, str]:
     if not (TREE / "src" / "base" / "version.cc").is_file():
         pytest.skip(f"real gem5 tree {TREE} not found")
+    (tmp_path / "experiments").symlink_to(REPO / "experiments")  # README paths are from the repository root
     (tmp_path / "vmlinux-gpu-ml").write_bytes(b"")
     (tmp_path / "x86-ubuntu-gpu-ml").write_bytes(b"")
     bin_dir = str(Path(sys.executable).parent)
@@ -120,6 +121,7 @@ def test_every_sh_block_runs(tmp_path: Path, scenario: Path) -> None:
     assert json.loads((tmp_path / "runs" / "l3" / "slice.json").read_text())["layer"] == 3
     rows = (tmp_path / "l3-kernels.csv").read_text().splitlines()
     assert len(rows) > 2 and "kernel_index" in rows[0]
+    assert (tmp_path / "runs" / "selftest" / "layerlab-runs.sqlite").is_file()
 
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="needs make")

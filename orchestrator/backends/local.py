@@ -44,6 +44,7 @@ class LocalBackend:
         return socket.gethostname()
 
     def submit(self, run_dir: Path, env: dict[str, str], timeout_s: float) -> str:
+        run_dir = run_dir.resolve()
         logs = run_dir / "logs"
         logs.mkdir(exist_ok=True)
         with (logs / "backend.out").open("ab") as out, (logs / "backend.err").open("ab") as err:

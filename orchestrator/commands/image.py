@@ -102,11 +102,12 @@ def run_build(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
 
     from disk_images.build import build
-    from disk_images.recipe import DEFAULT_RECIPE
+    from disk_images.recipe import DEFAULT_RECIPE, load_recipe
     from orchestrator.output import dumps_json
 
     console = Console(stderr=True)
     recipe = Path(args.recipe) if args.recipe else DEFAULT_RECIPE
+    load_recipe(recipe)  # bad input is one line, before any progress output
     with Progress(
         "[progress.description]{task.description}",
         BarColumn(),

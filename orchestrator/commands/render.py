@@ -121,6 +121,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_gpu_knob_arguments(hw)
 
     sysg = parser.add_argument_group("system")
+    sysg.add_argument(
+        "--image",
+        metavar="MANIFEST",
+        help="an image manifest from `make image`: disk, kernel, root partition",
+    )
     sysg.add_argument("--kernel", metavar="PATH", help="vmlinux extracted from the same disk image")
     sysg.add_argument("--disk", metavar="PATH", help="boot disk image (/dev/sda)")
     sysg.add_argument(
@@ -237,6 +242,8 @@ def params_from_args(args: argparse.Namespace):  # -> RenderParams
     if args.debug_flags is not None:
         options["debug_flags"] = tuple(f for f in args.debug_flags.split(",") if f)
     overrides = gpu_overrides(args)
+    if args.image:
+        _from_image(args, options)
     if args.from_census:
         return _from_census(args, options, overrides)
     for flag in ("device", "gem5_version", "kernel", "disk"):
@@ -253,6 +260,20 @@ def params_from_args(args: argparse.Namespace):  # -> RenderParams
         gpu_overrides=overrides,
         **options,
     )
+
+
+def _from_image(args: argparse.Namespace, options: dict) -> None:
+    """Disk, kernel and root partition from a `make image` manifest, checked against the profile."""
+    from disk_images.manifest import check_profile, read_manifest
+
+    for flag in ("kernel", "disk"):
+        if getattr(args, flag) is not None:
+            raise InputError(f"--image: the manifest names the {flag}; do not give --{flag} too")
+    manifest = read_manifest(args.image)
+    if args.gem5_version:
+        check_profile(manifest, args.gem5_version)
+    args.kernel, args.disk = str(manifest.kernel), str(manifest.disk)
+    options.setdefault("root_partition", manifest.root_partition)
 
 
 def _from_census(args: argparse.Namespace, options: dict, overrides: dict):  # -> (RenderParams, slice)

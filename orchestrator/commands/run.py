@@ -54,12 +54,71 @@ def run(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(f"layerlab run: {message}", file=sys.stderr, flush=True)
 
+    progress = _progress(args.quiet)
     conductor = Conductor(
         args.spec, workspace=args.workspace, jobs=args.jobs, force=args.force,
-        retry_failed=args.retry_failed, reporter=say,
+        retry_failed=args.retry_failed, reporter=progress.say if progress else say,
+        progress=progress.update if progress else _plain_progress(args.quiet),
     )  # fmt: skip
-    code = conductor.run()
+    try:
+        code = conductor.run()
+    finally:
+        if progress:
+            progress.stop()
     from orchestrator.commands.status import print_status
 
     print_status(conductor.store, conductor.spec.name, "json" if args.json else "table")
     return code
+
+
+class _Bars:
+    """rich progress bars on a terminal: one per running run, kernels done of those expected."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.console = Console(stderr=True)
+        self.bars = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[tick]}"), TimeElapsedColumn(), console=self.console, transient=False,
+        )  # fmt: skip
+        self.tasks: dict[str, int] = {}
+        self.bars.start()
+
+    def say(self, message: str) -> None:
+        self.bars.console.print(f"layerlab run: {message}", highlight=False)
+
+    def update(self, label: str, kernels: int, expected: int | None, tick: int, finished: bool) -> None:
+        if label not in self.tasks:
+            self.tasks[label] = self.bars.add_task(label, total=expected, tick="")
+        self.bars.update(self.tasks[label], completed=kernels, total=expected, tick=f"tick {tick:,}")
+        if finished:
+            self.bars.update(self.tasks[label], total=kernels)
+
+    def stop(self) -> None:
+        self.bars.stop()
+
+
+def _progress(quiet: bool) -> _Bars | None:
+    return _Bars() if not quiet and sys.stderr.isatty() else None
+
+
+def _plain_progress(quiet: bool):
+    """Not on a terminal: one line per run when its kernel count moved, at most every 10 s."""
+    import time
+
+    last: dict[str, tuple[float, int]] = {}
+
+    def update(label: str, kernels: int, expected: int | None, tick: int, finished: bool) -> None:
+        if quiet:
+            return
+        when, seen = last.get(label, (0.0, -1))
+        if kernels != seen and (finished or time.monotonic() - when >= 10):
+            last[label] = (time.monotonic(), kernels)
+            total = f"/{expected}" if expected else ""
+            print(
+                f"layerlab run: {label}: {kernels}{total} kernels, tick {tick:,}", file=sys.stderr, flush=True
+            )
+
+    return update

@@ -5,18 +5,27 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import shutil
 import sys
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
-import polars as pl
-
-from foundation.errors import InputError
+from foundation.errors import InputError, close_matches
 from orchestrator.commands import SUMMARIES
-from orchestrator.output import add_format_options, emit
+from orchestrator.output import (
+    CSV_ENCODING,
+    JSON_ENCODING,
+    TERMINAL_ROWS,
+    add_format_options,
+    emit,
+    on_terminal,
+)
 
-EPILOG = """\
+if TYPE_CHECKING:  # polars loads in run(); pandas only for --kernels (fast start, lean imports)
+    import polars as pl
+
+EPILOG = f"""\
 examples:
   layerlab stats m5out/stats.txt --grep 'shaderActiveTicks|simTicks'
   layerlab stats m5out/stats.txt --dump 3 --format csv -o dump3.csv
@@ -29,8 +38,15 @@ The long table has one row per printed value: dump,name,value,unit then key, val
 (nozero/nonan flags) has no row: missing, not zero. --kernels gives kernel_index, task_id,
 blit, dump, shader_active_ticks, gpu_cycles (ticks / shader clock period from config.ini),
 sim_ticks, host_s, instruction/op/memory counts, TCP/TCC demand hits/misses/accesses, GPU DRAM
-bytes, per-CU total cycles; stats a gem5 version lacks are empty (NA). Parsed files are cached as parquet in
-$LAYERLAB_CACHE_DIR or ~/.cache/layerlab/stats (--no-cache to bypass).
+bytes, per-CU total cycles; stats a gem5 version lacks are empty (NA), and a note on stderr says
+what a run lacks (no config.ini: no gpu_cycles; no events file: no kernel labels). A census run
+(every kernel skipped) has no per-kernel table: an error says so. --grep that matches nothing
+exits 1, as grep does. Parsed files are cached as parquet in $LAYERLAB_CACHE_DIR or
+~/.cache/layerlab/stats (--no-cache to bypass).
+
+Values: {CSV_ENCODING}. {JSON_ENCODING}. Parquet keeps null and NaN apart as they are.
+On a terminal the table shows at most {TERMINAL_ROWS} rows and, for --kernels, the columns that fit
+(a note says how many more: --columns or --format csv); csv/json/parquet have everything.
 """
 
 _LONG_ORDER = [
@@ -71,26 +87,53 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--lenient", action="store_true", help="skip and count bad lines instead of failing")
     parser.add_argument("--no-cache", action="store_true", help="do not read or write the parquet cache")
     parser.add_argument("--description", action="store_true", help="add the stat descriptions column")
+    parser.add_argument(
+        "--columns",
+        metavar="A,B,...",
+        help="only these columns, in this order (any format); default on a terminal: those that fit",
+    )
     add_format_options(parser)
     parser.set_defaults(func=run)
 
 
+#: --kernels columns on a terminal, most wanted first; as many as fit the terminal's width.
+_KERNEL_TERMINAL = (
+    "kernel_index",
+    "task_id",
+    "blit",
+    "dump",
+    "gpu_cycles",
+    "shader_active_ticks",
+    "instructions",
+    "mfma_ops",
+    "valu_insts",
+    "vector_mem_reads",
+    "vector_mem_writes",
+    "tcp_demand_misses",
+    "tcc_demand_misses",
+    "dram_read_bytes",
+    "dram_written_bytes",
+    "wave_level_parallelism_mean",
+    "sim_ticks",
+    "host_s",
+)
+#: The long table's columns on a terminal, most wanted first.
+_LONG_TERMINAL = ("dump", "name", "key", "value", "unit", "pdf_pct", "cdf_pct", "dump_message", "description")
+
+
 def run(args: argparse.Namespace) -> int:
     from foundation.rundir import outputs_dir
-    from stats_parsers import grep, kernel_table, read_stats
-    from stats_parsers.stats_text import to_pandas
 
     if not args.path.startswith("h5://"):
         # A run directory means its gem5 outdir, as the run's own command.json names it.
         args.path = str(outputs_dir(args.path))
-
+    wanted = _column_list(args.columns)
     if args.kernels:
-        with _working(args.path):
-            table = kernel_table(args.path, strict=not args.lenient, cache=not args.no_cache)
-        if args.dump is not None:
-            table = table[table["dump"] == args.dump]
-        emit(table, args.format, args.output, title=f"kernels: {args.path}")
-        return 0
+        return _kernels(args, wanted)
+    import polars as pl
+
+    from stats_parsers.stats import grep, read_stats
+
     with _working(args.path), warnings.catch_warnings():
         # What a reader warns about is also in stats.notes, printed below as one line each.
         warnings.simplefilter("ignore", UserWarning)
@@ -98,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
             args.path, strict=not args.lenient, description=args.description, cache=not args.no_cache
         )
     for note in stats.notes:
-        print(f"layerlab stats: note: {note}", file=sys.stderr)
+        _note(note)
     if stats.skipped_lines:
         print(f"layerlab stats: skipped {stats.skipped_lines} bad line(s) (--lenient)", file=sys.stderr)
     frame = stats.frame
@@ -111,22 +154,124 @@ def run(args: argparse.Namespace) -> int:
         frame = frame.filter(pl.col("dump") == dump)
     if args.grep:
         frame = grep(frame, args.grep)
+        if frame.height == 0:
+            where = f" in dump {args.dump}" if args.dump is not None else ""
+            n_stats = stats.frame.select("name", "key").n_unique()
+            _note(f"no stat matches --grep {args.grep!r}{where} ({n_stats:,} distinct stats in {args.path})")
+            return 1
     order = _LONG_ORDER + (["description"] if "description" in frame.columns else [])
-    # The parser appends pdf/cdf and bucket rows after the regular ones; print in file order.
-    table: pd.DataFrame = to_pandas(frame.select(order).sort("line", maintain_order=True))
-    if args.format == "csv":
-        # Exact integers in CSV: the float column would print 1e+15 style for large ticks.
-        exact = table["value_int"]
-        table["value"] = pd.Series(
-            [
-                v if i is pd.NA else int(i)
-                for v, i in zip(table["value"].tolist(), exact.tolist(), strict=True)
-            ],
-            dtype=object,
-            index=table.index,
+    frame = frame.select(order)
+    if not frame.get_column("line").is_sorted():
+        # The parser appends pdf/cdf and bucket rows after the regular ones; print in file order.
+        frame = frame.sort("line", maintain_order=True)
+    if args.format in ("csv", "table"):
+        # Exact integers as text: a float prints 1e+15 style for large ticks; NaN as gem5's nan.
+        value = pl.col("value")
+        text = pl.when(value.is_nan()).then(pl.lit("nan")).otherwise(value.cast(pl.String))
+        frame = frame.with_columns(
+            pl.when(pl.col("value_int").is_not_null())
+            .then(pl.col("value_int").cast(pl.String))
+            .otherwise(text)
+            .alias("value")
         )
-    emit(table, args.format, args.output, title=f"stats: {args.path}")
+    frame = _choose_columns(frame, wanted, args, _LONG_TERMINAL)
+    emit(
+        frame,
+        args.format,
+        args.output,
+        title=f"stats: {args.path}",
+        right_align=("value",),
+        terminal_rows=TERMINAL_ROWS,
+        prog="layerlab stats",
+    )
     return 0
+
+
+def _kernels(args: argparse.Namespace, wanted: list[str] | None) -> int:
+    import polars as pl
+
+    from stats_parsers.kernels import kernel_table
+
+    if args.grep:
+        raise InputError("--grep filters the long table; with --kernels pick columns with --columns")
+    with _working(args.path):
+        table = kernel_table(args.path, strict=not args.lenient, cache=not args.no_cache)
+    for note in table.attrs.get("notes", ()):
+        _note(note)
+    if args.dump is not None:
+        dumps = table["dump"]
+        table = table[dumps == args.dump]
+        if not len(table):
+            shown = f"{dumps.min()}..{dumps.max()}" if len(dumps) else "none"
+            raise InputError(f"--dump {args.dump}: no kernel row has that dump (kernel dumps: {shown})")
+    # Missing is null (empty in CSV, null in JSON), not NaN: the table's NaN means "not printed".
+    frame = pl.from_pandas(table, nan_to_null=True)
+    frame = _choose_columns(frame, wanted, args, _KERNEL_TERMINAL)
+    emit(
+        frame,
+        args.format,
+        args.output,
+        title=f"kernels: {args.path}",
+        terminal_rows=TERMINAL_ROWS,
+        prog="layerlab stats",
+    )
+    return 0
+
+
+def _note(text: str) -> None:
+    print(f"layerlab stats: note: {text}", file=sys.stderr)
+
+
+def _column_list(value: str | None) -> list[str] | None:
+    if value is None:
+        return None
+    names = [c.strip() for c in value.split(",") if c.strip()]
+    if not names:
+        raise InputError("--columns: give column names separated by commas")
+    return names
+
+
+def _choose_columns(
+    frame: pl.DataFrame, wanted: list[str] | None, args: argparse.Namespace, terminal: tuple[str, ...]
+) -> pl.DataFrame:
+    """--columns as asked (unknown names are an error); else, for a table on a terminal, the
+    columns of ``terminal`` that hold a value and fit its width, with a note on the rest."""
+    if wanted is not None:
+        unknown = [c for c in wanted if c not in frame.columns]
+        if unknown:
+            raise InputError(
+                f"--columns: no column {unknown[0]!r}; {close_matches(unknown[0], frame.columns)}"
+            )
+        return frame.select(wanted)
+    if args.format != "table" or not on_terminal(args.output):
+        return frame
+    width = shutil.get_terminal_size((160, 40)).columns
+    shown: list[str] = []
+    used = 0
+    for name in terminal:
+        if name not in frame.columns or (
+            frame.height and frame.get_column(name).null_count() == frame.height
+        ):
+            continue
+        need = _width(frame, name) + 2
+        if shown and used + need > width:
+            break
+        shown.append(name)
+        used += need
+    rest = [c for c in frame.columns if c not in shown]
+    if rest:
+        listed = ", ".join(rest[:4]) + (", ..." if len(rest) > 4 else "")
+        _note(f"{len(rest)} more columns ({listed}): --columns NAME,NAME,... or --format csv")
+    return frame.select(shown)
+
+
+def _width(frame: pl.DataFrame, name: str) -> int:
+    """A column's printed width, estimated from the first rows (the renderer pads to the widest)."""
+    import polars as pl
+
+    head = frame.get_column(name).head(200)
+    longest = 10 if head.dtype.is_float() else int(head.cast(pl.String).str.len_chars().max() or 0)
+    return max(len(name), longest)
 
 
 #: Inputs this big take seconds to parse (and, the first time, to compile the native scanner).
