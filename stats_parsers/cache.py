@@ -15,6 +15,7 @@ import contextlib
 import hashlib
 import json
 import os
+import threading
 from pathlib import Path
 
 import polars as pl
@@ -54,9 +55,30 @@ def load(path: Path) -> tuple[pl.DataFrame, dict] | None:
     return pl.from_arrow(table.replace_schema_metadata(None)), meta
 
 
-def store(path: Path, frame: pl.DataFrame, meta: dict) -> None:
-    """Write atomically; a failure to cache (read-only home, full disk) is not an error."""
+_pending: list[threading.Thread] = []
+
+
+def store(path: Path, frame: pl.DataFrame, meta: dict, *, background: bool = False) -> None:
+    """Write atomically; a failure to cache (read-only home, full disk) is not an error.
+
+    ``background``: write in a thread (Arrow's writer releases the GIL, so the caller's own
+    output is written meanwhile); ``wait()`` joins it, and so does interpreter exit."""
     table = frame.to_arrow()
     table = table.replace_schema_metadata({_META_KEY: json.dumps(meta).encode()})
-    with contextlib.suppress(OSError):
-        atomic.write_with(path, lambda tmp: pq.write_table(table, tmp, compression="zstd"))
+
+    def write() -> None:
+        with contextlib.suppress(OSError):
+            atomic.write_with(path, lambda tmp: pq.write_table(table, tmp, compression="zstd"))
+
+    if not background:
+        write()
+        return
+    thread = threading.Thread(target=write, name="layerlab-stats-cache")  # not daemon: exit waits
+    thread.start()
+    _pending.append(thread)
+
+
+def wait() -> None:
+    """Join the background cache writes started by ``store(background=True)``."""
+    while _pending:
+        _pending.pop().join()

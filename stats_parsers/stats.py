@@ -35,12 +35,14 @@ def read_stats(
     description: bool = False,
     cache: bool = True,
     cache_dir: str | os.PathLike[str] | None = None,
+    cache_in_background: bool = False,
 ) -> StatsDumps:
     """Parse a stats file (text, ``h5://``, ``.json``) into a ``StatsDumps``.
 
     strict: a bad line raises ``InputError`` naming file and line; lenient (False) skips bad
     lines and counts them in ``skipped_lines``. A truncated last block is kept (its complete
-    lines) and flagged in ``truncated`` either way.
+    lines) and flagged in ``truncated`` either way. ``cache_in_background``: write the cache
+    entry in a thread (``stats_parsers.cache.wait()`` joins it; so does exit).
     """
     text = os.fspath(path)
     if text.startswith(H5_PREFIX) or text.endswith((".h5", ".hdf5")):
@@ -58,8 +60,7 @@ def read_stats(
         raise InputError(f"{source}: stats file not found")
     if not cache:
         return parse_stats_text(source, strict=strict, description=description)
-    options = f"strict={strict};description={description}"
-    entry = cache_mod.cache_path(source, options, Path(cache_dir) if cache_dir else None)
+    entry = cache_entry(source, strict=strict, description=description, cache_dir=cache_dir)
     hit = cache_mod.load(entry)
     if hit is not None:
         frame, meta = hit
@@ -76,8 +77,16 @@ def read_stats(
     meta = {k: v for k, v in asdict(parsed).items() if k not in ("frame", "path")}
     meta["messages"] = list(parsed.messages)
     meta["notes"] = list(parsed.notes)
-    cache_mod.store(entry, parsed.frame, meta)
+    cache_mod.store(entry, parsed.frame, meta, background=cache_in_background)
     return parsed
+
+
+def cache_entry(
+    source: Path, *, strict: bool, description: bool, cache_dir: str | os.PathLike[str] | None = None
+) -> Path:
+    """Where ``read_stats`` caches the parse of the text file ``source`` with these options."""
+    options = f"strict={strict};description={description}"
+    return cache_mod.cache_path(source, options, Path(cache_dir) if cache_dir else None)
 
 
 def _frame(stats: StatsDumps | pl.DataFrame) -> pl.DataFrame:

@@ -795,8 +795,15 @@ def _native_oneline(
 
 
 def _nullable(values: np.ndarray, ok: np.ndarray) -> pl.Series:
-    """``values`` with nulls where ``ok`` is False (no copy through Python objects)."""
-    return pl.from_arrow(pa.array(values, mask=~ok))
+    """``values`` with nulls where ``ok`` is False (no copy through Python objects), built from
+    Arrow buffers: ``pa.array(numpy, mask=...)`` would import pandas to check its input type."""
+    values = np.ascontiguousarray(values)
+    kind = {np.dtype(np.int64): pa.int64(), np.dtype(np.float64): pa.float64()}[values.dtype]
+    n = len(values)
+    if n == 0 or ok.all():
+        return pl.from_arrow(pa.Array.from_buffers(kind, n, [None, pa.py_buffer(values)]))
+    validity = pa.py_buffer(np.packbits(ok, bitorder="little"))
+    return pl.from_arrow(pa.Array.from_buffers(kind, n, [validity, pa.py_buffer(values)]))
 
 
 def _rows_frame(extra_rows: list[tuple[int, int | None, sl.StatRow]], description: bool) -> pl.DataFrame:

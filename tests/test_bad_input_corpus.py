@@ -195,11 +195,7 @@ ACCEPTED: dict[str, set[str]] = {
 }
 
 #: (command, kind) -> why it still fails; the fix lies in a file this change may not edit.
-XFAIL: dict[tuple[str, str], str] = {
-    ("estimate --model", kind): "workloads/models.py _read_json lets UnicodeDecodeError escape "
-    "(traceback); that file is outside this change"
-    for kind in ("binary", "non_utf8")
-}
+XFAIL: dict[tuple[str, str], str] = {}
 
 
 def _cases() -> list:

@@ -10,6 +10,7 @@ when ../shared/gem5_src has one (the spec's ``source: auto``).
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -57,6 +58,27 @@ def make_spec(tmp_path: Path, events_edit=None, preflight: bool = False, **chang
     return path
 
 
+def real_gem5_spec(tmp_path: Path) -> Path | None:
+    """The selftest on a real gem5 when LAYERLAB_GEM5 (+ _SRC, _KERNEL, _DISK) name one; else None."""
+    binary = os.environ.get("LAYERLAB_GEM5")
+    if not binary:
+        return None
+    needed = ("LAYERLAB_GEM5_SRC", "LAYERLAB_GEM5_KERNEL", "LAYERLAB_GEM5_DISK")
+    if not all(os.environ.get(k) for k in needed):
+        pytest.skip(f"a real gem5 run needs {', '.join(needed)} too")
+    spec = yaml.safe_load(SELFTEST.read_text())
+    spec["gem5"] = {
+        "binary": binary,
+        "source": os.environ["LAYERLAB_GEM5_SRC"],
+        "profile": os.environ.get("LAYERLAB_GEM5_PROFILE", "v24.0"),
+    }
+    spec["image"] = {"disk": os.environ["LAYERLAB_GEM5_DISK"], "kernel": os.environ["LAYERLAB_GEM5_KERNEL"]}
+    spec["timeouts"] = {"boot_s": 7200, "census_s": 7200, "slice_s": 86400}
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
 def status(capsys, spec: Path) -> list[dict]:
     capsys.readouterr()
     main(["status", str(spec), "--json"])
@@ -64,7 +86,7 @@ def status(capsys, spec: Path) -> list[dict]:
 
 
 def test_selftest_runs_the_whole_pipeline_then_resumes(tmp_path: Path, capsys) -> None:
-    spec = make_spec(tmp_path, preflight=True)
+    spec = real_gem5_spec(tmp_path) or make_spec(tmp_path, preflight=True)
     assert main(["run", str(spec), "--quiet"]) == 0
     records = status(capsys, spec)
     assert [r["kind"] for r in records] == ["boot", "census", "slice"]
@@ -120,6 +142,12 @@ def test_matrix_axes_expand_into_variants() -> None:
     assert {v.hardware.knobs["num_cus"] for _, v in out} == {40, 80}
 
 
+double_only = pytest.mark.skipif(
+    bool(os.environ.get("LAYERLAB_GEM5")), reason="scripted faults need the gem5 test double's scenarios"
+)
+
+
+@double_only
 def test_a_hanging_run_is_killed_at_its_timeout(tmp_path: Path, capsys) -> None:
     def hang(events):
         at = next(i for i, e in enumerate(events) if e["type"] == "checkpoint") + 2
@@ -136,6 +164,7 @@ def test_a_hanging_run_is_killed_at_its_timeout(tmp_path: Path, capsys) -> None:
     assert main(["status", str(spec)]) == 1  # usable in CI: non-zero while a run failed
 
 
+@double_only
 def test_a_kvm_perf_panic_gets_its_digest_and_fix(tmp_path: Path, capsys) -> None:
     def panic(events):
         at = next(i for i, e in enumerate(events) if e["type"] == "checkpoint") + 2
@@ -171,6 +200,7 @@ def _census_state(spec: Path) -> str | None:
     return next((r.state for r in store.all() if r.kind == "census"), None)
 
 
+@double_only
 def test_a_killed_orchestrator_loses_nothing(tmp_path: Path, capsys) -> None:
     def slow(events):
         at = next(i for i, e in enumerate(events) if e["type"] == "checkpoint") + 2
@@ -188,6 +218,7 @@ def test_a_killed_orchestrator_loses_nothing(tmp_path: Path, capsys) -> None:
     assert next(r for r in records if r["kind"] == "census")["attempts"] == 1  # not started twice
 
 
+@double_only
 def test_ctrl_c_cancels_running_runs(tmp_path: Path, capsys) -> None:
     def slow(events):
         at = next(i for i, e in enumerate(events) if e["type"] == "checkpoint") + 2

@@ -329,14 +329,11 @@ def test_unwritable_directory_is_one_line(tmp_path: Path, capsys: pytest.Capture
     assert "not a directory" in _one_error_line(capsys)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="estimate --plot writes via analytical/plot.py with atomic's default make_parents=True; "
-    "the fix (make_parents=False there, or type=output_path on --plot in estimate.py) is outside this change",
-)
 def test_estimate_plot_refuses_missing_parent(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     target = tmp_path / "nodir" / "roofline.png"
+    # refused while the arguments are parsed, before any work
     assert cli([*ESTIMATE, "--format", "csv", "-o", "/dev/null", "--plot", str(target)]) == 2
+    assert "no such directory" in _one_error_line(capsys)
     assert not (tmp_path / "nodir").exists()
 
 

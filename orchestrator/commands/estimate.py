@@ -20,7 +20,7 @@ from analytical.plot import step_text
 from foundation.errors import InputError
 from orchestrator.commands import SUMMARIES
 from orchestrator.knobs import add_gpu_knob_arguments, gpu_overrides
-from orchestrator.output import add_format_options, emit
+from orchestrator.output import add_format_options, emit, output_path
 from workloads.models import ModelConfig, list_models, load_model_config
 
 EPILOG = (
@@ -148,7 +148,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     out = parser.add_argument_group("output")
     add_format_options(out)
-    out.add_argument("--plot", metavar="PNG", help="write a log-log roofline chart, one point per op")
+    out.add_argument(
+        "--plot", metavar="PNG", type=output_path, help="write a log-log roofline chart, one point per op"
+    )
     parser.set_defaults(func=run)
 
 
@@ -176,7 +178,7 @@ def _check_dtype(args: argparse.Namespace, model: ModelConfig, machines: list[Ha
             )
 
 
-def _shape(args: argparse.Namespace, model: ModelConfig) -> tuple[int | None, int, int, int | None]:
+def _shape(args: argparse.Namespace) -> tuple[int | None, int, int, int | None]:
     """(seq, context, decode_tokens, decode_context) of the step, or an error for flags that
     would otherwise be ignored or mean nothing in this phase."""
     phase = args.phase
@@ -255,7 +257,7 @@ def run(args: argparse.Namespace) -> int:
     machines = [get_hardware(n, gem5_version=args.gem5_version, **overrides) for n in names]
     _check_layers(args.layers, model)
     _check_dtype(args, model, machines)
-    seq, context, decode_tokens, decode_context = _shape(args, model)
+    seq, context, decode_tokens, decode_context = _shape(args)
     if context >= 0 and (seq or 0) >= 0:  # negatives get their own message from make_shapes
         _check_positions(model, args.phase, seq, context, decode_tokens, decode_context)
     if args.notebook_bugs and args.estimator != "tiling":

@@ -25,6 +25,8 @@ from orchestrator.output import (
 if TYPE_CHECKING:  # polars loads in run(); pandas only for --kernels (fast start, lean imports)
     import polars as pl
 
+    from stats_parsers.stats_text import StatsDumps
+
 EPILOG = f"""\
 examples:
   layerlab stats m5out/stats.txt --grep 'shaderActiveTicks|simTicks'
@@ -130,16 +132,67 @@ def run(args: argparse.Namespace) -> int:
     wanted = _column_list(args.columns)
     if args.kernels:
         return _kernels(args, wanted)
-    import polars as pl
-
-    from stats_parsers.stats import grep, read_stats
+    _preload_scanner(args)
+    from stats_parsers import cache as cache_mod
+    from stats_parsers.stats import read_stats
 
     with _working(args.path), warnings.catch_warnings():
         # What a reader warns about is also in stats.notes, printed below as one line each.
         warnings.simplefilter("ignore", UserWarning)
         stats = read_stats(
-            args.path, strict=not args.lenient, description=args.description, cache=not args.no_cache
+            args.path,
+            strict=not args.lenient,
+            description=args.description,
+            cache=not args.no_cache,
+            cache_in_background=True,  # written while the output is made (Arrow drops the GIL)
         )
+    try:
+        return _long_table(args, wanted, stats)
+    finally:
+        cache_mod.wait()
+
+
+def _preload_scanner(args: argparse.Namespace) -> None:
+    """Start loading the native scanner (numba import + compiled code from its cache) in a
+    thread when the file is big enough to use it and not cached: LLVM's part of the load runs
+    beside the imports here."""
+    from stats_parsers import stats_text
+
+    if args.path.startswith("h5://"):
+        return
+    target = Path(args.path)
+    if target.is_dir():
+        target = target / "stats.txt"
+    try:
+        big = (
+            target.suffix not in (".h5", ".hdf5", ".json")
+            and target.stat().st_size >= stats_text._NATIVE_MIN_BYTES
+        )
+        if big and not args.no_cache:
+            from stats_parsers.stats import cache_entry
+
+            entry = cache_entry(target, strict=not args.lenient, description=args.description)
+            big = not entry.is_file()
+    except OSError:
+        return
+    if big and stats_text._NATIVE:
+        import threading
+
+        def load() -> None:
+            with contextlib.suppress(Exception):  # the parse itself reports what goes wrong
+                from stats_parsers import scan
+
+                if scan.HAVE_NUMBA:
+                    scan.warm()
+
+        threading.Thread(target=load, name="layerlab-scanner-load", daemon=True).start()
+
+
+def _long_table(args: argparse.Namespace, wanted: list[str] | None, stats: StatsDumps) -> int:
+    import polars as pl
+
+    from stats_parsers.stats import grep
+
     for note in stats.notes:
         _note(note)
     if stats.skipped_lines:

@@ -58,6 +58,14 @@ def check_common(args: argparse.Namespace, parser: argparse.ArgumentParser) -> N
         args.markers = "profiler"
     if args.warmup + 1 + args.decode_steps > mk.MAX_STEP:
         parser.error(f"too many steps for the marker id scheme (max {mk.MAX_STEP})")
+    # Outputs are written after the whole run: a folder that is not there would lose them then.
+    for flag, path in (("--profile", args.profile), ("--marker-table", getattr(args, "marker_table", None))):
+        if path:
+            folder = os.path.dirname(os.path.abspath(path))
+            if not os.path.isdir(folder):
+                parser.error(f"{flag} {path}: no such directory {folder} (it is written after the run)")
+            if not os.access(folder, os.W_OK):
+                parser.error(f"{flag} {path}: directory {folder} is not writable")
 
 
 def torch_dtype(name: str) -> Any:
