@@ -145,6 +145,7 @@ def test_title_names_the_whole_setup_and_gem5_is_not_the_part():
 
 def test_demo_command_writes_a_real_png(tmp_path, capsys):
     path = tmp_path / "demo-out" / "roofline.png"
+    path.parent.mkdir()  # as `make demo` does: --plot refuses a missing directory
     argv = [
         "estimate",
         "--model",
