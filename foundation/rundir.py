@@ -109,3 +109,13 @@ def stale_outputs(run_dir: str | Path, run_id: str, outdir: str | None = None) -
     if not files or events_run_id(folder) == run_id:
         return []
     return files
+
+
+def move_aside(folder: str | Path) -> Path:
+    """Rename a run's old outputs to ``<name>.stale-N`` (never deleted: they may still be wanted)."""
+    source = Path(folder)
+    n = 1
+    while (target := source.with_name(f"{source.name}.stale-{n}")).exists():
+        n += 1
+    source.rename(target)
+    return target

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from foundation.errors import InputError
-from foundation.rundir import EVENTS_FILENAME, outdir_of, run_id_of
+from foundation.rundir import EVENTS_FILENAME, move_aside, outdir_of, run_id_of
 from orchestrator.plan import RunPlan, gem5_source, root_runs, slice_runs
 from orchestrator.spec import Experiment, load_spec, variants
 from orchestrator.store import RunRecord, RunStore, now
@@ -194,7 +194,7 @@ class Conductor:
             from foundation.rundir import stale_outputs
 
             if stale_outputs(run_dir, rendered.run_id, params.outdir):
-                target = _move_aside(run_dir / params.outdir)
+                target = move_aside(run_dir / params.outdir)
                 self.report(f"{plan.label}: outputs of an earlier render moved aside to {target.name}")
         if not _same_files(run_dir, rendered.files):
             rendered.write(run_dir)
@@ -325,7 +325,7 @@ class Conductor:
         outdir = outdir_of(node.plan.run_dir)
         if outdir.is_dir() and any(outdir.iterdir()):
             # A previous attempt's or another render's outputs: never mix them with this run's.
-            target = _move_aside(outdir)
+            target = move_aside(outdir)
             self.report(f"{node.plan.label}: earlier outputs ({why}) moved aside to {target.name}")
         env = self._env(node.spec)
         expected = _expected_kernels(node.plan.run_dir) if node.plan.kind == "slice" else None
@@ -603,11 +603,3 @@ def _same_files(run_dir: Path, files: dict[str, str]) -> bool:
         except OSError:
             return False
     return True
-
-
-def _move_aside(folder: Path) -> Path:
-    n = 1
-    while (target := folder.with_name(f"{folder.name}.stale-{n}")).exists():
-        n += 1
-    folder.rename(target)
-    return target

@@ -272,10 +272,10 @@ def dram_class(config: Gem5Config, dram: str) -> str | None:
     named = config.param(dram, "type")
     if named in GEM5_DRAM_TYPES:
         return named
-    width = _int_param(config, dram, "device_bus_width")
-    burst = _int_param(config, dram, "burst_length")
-    per_rank = _int_param(config, dram, "devices_per_rank")
-    t_burst = _int_param(config, dram, "tBURST")
+    width = int_param(config, dram, "device_bus_width")
+    burst = int_param(config, dram, "burst_length")
+    per_rank = int_param(config, dram, "devices_per_rank")
+    t_burst = int_param(config, dram, "tBURST")
     for name, d in GEM5_DRAM_TYPES.items():
         if (width, burst, per_rank) == (d.device_bus_width_bits, d.burst_length, d.devices_per_rank) and (
             t_burst is not None and abs(t_burst - d.t_burst_s * 1e12) <= 1
@@ -285,7 +285,7 @@ def dram_class(config: Gem5Config, dram: str) -> str | None:
     return None if kind is None else f"{kind}(width={width},burst={burst},tBURST={t_burst})"
 
 
-def _int_param(config: Gem5Config, path: str, name: str) -> int | None:
+def int_param(config: Gem5Config, path: str, name: str) -> int | None:
     value = config.param(path, name) if path in config else None
     try:
         return int(str(value).split()[0]) if value is not None else None

@@ -17,7 +17,7 @@ from typing import Any
 
 from analytical.hardware import Gem5GpuConfig
 from foundation.errors import InputError
-from stats_parsers.config import Gem5Config, dram_class, gpu_memory_controllers, parse_size
+from stats_parsers.config import Gem5Config, dram_class, gpu_memory_controllers, int_param, parse_size
 
 #: Knobs compared, in the order a report lists them.
 CHECKED_KNOBS = (
@@ -69,19 +69,11 @@ def _clock_hz(config: Gem5Config, path: str) -> float | None:
         return None
 
 
-def _int(config: Gem5Config, path: str, name: str) -> int | None:
-    value = config.param(path, name) if path in config else None
-    try:
-        return int(str(value).split()[0]) if value is not None else None
-    except ValueError:
-        return None
-
-
 def _cache_bytes(config: Gem5Config, ctrl: str, attr: str) -> tuple[int | None, int | None]:
     cache = config.param(ctrl, attr)
     if not cache or cache not in config:
         return None, None
-    return parse_size(config.param(cache, "size")), _int(config, cache, "assoc")
+    return parse_size(config.param(cache, "size")), int_param(config, cache, "assoc")
 
 
 def built_machine(config: Gem5Config) -> tuple[dict[str, Any], dict[str, str]]:
@@ -97,15 +89,15 @@ def built_machine(config: Gem5Config) -> tuple[dict[str, Any], dict[str, str]]:
 
     put("sys_clock_hz", _clock_hz(config, gpu.shader_path), f"{gpu.shader_path}.clk_domain")
     if cu is not None:
-        put("simds_per_cu", _int(config, cu, "num_SIMDs"), cu)
-        put("wfs_per_simd", _int(config, cu, "n_wf"), cu)
-        put("wf_size", _int(config, cu, "wf_size"), cu)
-        put("issue_period", _int(config, cu, "issue_period"), cu)
+        put("simds_per_cu", int_param(config, cu, "num_SIMDs"), cu)
+        put("wfs_per_simd", int_param(config, cu, "n_wf"), cu)
+        put("wf_size", int_param(config, cu, "wf_size"), cu)
+        put("issue_period", int_param(config, cu, "issue_period"), cu)
         if config.param(cu, "mfma_scale") is not None:
             put("mfma_scale", float(config.param(cu, "mfma_scale") or 1), cu)
         lds = config.param(cu, "localDataStore")
         if lds and lds in config:
-            put("lds_bytes", _int(config, lds, "size"), lds)
+            put("lds_bytes", int_param(config, lds, "size"), lds)
         pools = [p for p in config.objects if p.startswith(f"{cu}.register_manager.vrf_pool_managers")]
         if pools:
             kind = config.param(sorted(pools)[0], "type")

@@ -53,38 +53,16 @@ def test_the_rendered_guest_command_is_one_the_real_driver_accepts() -> None:
 @pytest.fixture(scope="module")
 def guest(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """Run the real layer driver once; return its trace, marker table and a double scenario."""
-    from workloads.drivers import layer
+    from driver_scenario import TOY_LLAMA, run_layer_driver, scenario_events, write_scenario
 
     root = tmp_path_factory.mktemp("guest")
-    config = root / "config.json"
-    config.write_text(
-        json.dumps(
-            {
-                "model_type": "llama",
-                "hidden_size": 128,
-                "intermediate_size": 256,
-                "num_attention_heads": 4,
-                "num_key_value_heads": 2,
-                "num_hidden_layers": 16,
-                "vocab_size": 256,
-            }
-        )
+    config = {**TOY_LLAMA, "hidden_size": 128, "intermediate_size": 256, "vocab_size": 256}
+    trace_path, table = run_layer_driver(
+        root, ["--num-layers", str(LAYERS), "-C", "16", "-S", "4", "-D", "2"], config
     )
-    trace_path, table = root / "trace.json", root / "markers.json"
-    argv = ["--config", str(config), "--num-layers", str(LAYERS), "-C", "16", "-S", "4", "-D", "2"]
-    argv += ["--dtype", "fp32", "--device", "cpu", "--profile", str(trace_path), "--marker-table", str(table)]
-    assert layer.main(argv) == 0
     trace = read_trace(trace_path)
     # The guest gem5 sees: boot, weight-upload blits, then the driver's kernels and m5 markers.
-    events: list[dict] = [{"type": "host", "ticks": 5_000_000_000}, {"type": "blit"}, {"type": "blit"}]
-    for record in census.events_from_trace(trace)[1:]:
-        if record["kind"] == "skip":
-            events.append({"type": "kernel", "ticks": 1_000_000 + 1000 * record["kernel_index"]})
-        elif record["kind"] in ("workbegin", "workend"):
-            events.append({"type": "marker", "op": record["kind"], "id": record["exit_code"]})
-    events.append({"type": "exit"})
-    scenario = root / "scenario.json"
-    scenario.write_text(json.dumps({"schema": "layerlab-gem5-double/1", "events": events}))
+    scenario = write_scenario(root / "scenario.json", scenario_events(trace_path, blits=2))
     return {"trace": trace, "table": table, "scenario": scenario, "root": root}
 
 

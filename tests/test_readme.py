@@ -36,44 +36,15 @@ def blocks(kind: str) -> list[str]:
 @pytest.fixture(scope="module")
 def scenario(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A double scenario from the real layer driver on the CPU (16 tiny layers, 2 decode steps)."""
-    from workloads import census
-    from workloads.drivers import layer
-    from workloads.traces import read_trace
+    from driver_scenario import run_layer_driver, scenario_events
 
     root = tmp_path_factory.mktemp("readme-guest")
-    config = root / "config.json"
-    config.write_text(json.dumps({
-        "model_type": "llama", "hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 4,
-        "num_key_value_heads": 2, "num_hidden_layers": 16, "vocab_size": 128,
-    }))  # fmt: skip
-    trace_path, table = root / "trace.json", root / "layerlab_markers.json"
-    argv = [
-        "--config",
-        str(config),
-        "--num-layers",
-        "16",
-        "--phases",
-        "both",
-        "-C",
-        "16",
-        "-S",
-        "4",
-        "-D",
-        "2",
-    ]
-    argv += ["--dtype", "fp32", "--device", "cpu", "--profile", str(trace_path), "--marker-table", str(table)]
-    assert layer.main(argv) == 0
-    events: list[dict] = [{"type": "host", "ticks": 5_000_000_000}, {"type": "blit"}]
-    for record in census.events_from_trace(read_trace(trace_path))[1:]:
-        if record["kind"] == "skip":
-            events.append({"type": "kernel", "ticks": 1_000_000 + 1000 * record["kernel_index"]})
-        elif record["kind"] in ("workbegin", "workend"):
-            events.append({"type": "marker", "op": record["kind"], "id": record["exit_code"]})
-    events.append({"type": "writefile", "name": "layerlab_markers.json", "text": table.read_text()})
-    events.append({"type": "exit"})
-    path = root / "scenario.json"
-    path.write_text(json.dumps({"schema": "layerlab-gem5-double/1", "events": events}))
-    return path
+    argv = ["--num-layers", "16", "--phases", "both", "-C", "16", "-S", "4", "-D", "2"]
+    trace, table = run_layer_driver(root, argv)
+    events = scenario_events(trace, table)
+    from driver_scenario import write_scenario
+
+    return write_scenario(root / "scenario.json", events)
 
 
 def _env(tmp_path: Path, scenario: Path) -> dict[str, str]:

@@ -26,15 +26,39 @@ Algorithm (``slice_kernels``)
        kernels after the last step's layers (final norm, head, sampling) stop matching: that
        part ends the earlier step, the rest starts the next one.
 
+    5. Edge layers (``_edge_steps``): on real traces the first or last layer of a step often
+       differs from the rest (llama.cpp's last layer gathers only the rows it outputs; HF's
+       first layer can carry mask or rotary setup), so only ``N-1`` copies repeat exactly, or
+       ``N-2`` when both edges differ. Where step 1 finds no stretch of ``N`` copies (the whole
+       trace, or a gap between the steps it found), stretches of ``N-1`` or ``N-2`` copies are
+       extended to ``N`` layers: for every phase of the exact copies (each rotation of the
+       block the periodic stretch allows) and every reading (first edge differs, last edge
+       differs, both), the edge layer is the span before the first exact copy (down to the
+       previous step) or after the last one (up to the next step) that matches the block best:
+       the fewest insertions and deletions (``len(edge) + P - 2*LCS``, LCS of kernel names),
+       shortest on ties. An edge is accepted when its similarity ``2*LCS / (len(edge) + P)`` is
+       ``>= EDGE_SIMILARITY`` (0.6) and its length is within ``EDGE_LENGTH`` (50 % to 150 %) of
+       ``P``. Among the accepted readings the one matching the most kernels to the block wins
+       (``k*P + sum(LCS)`` over its ``k`` exact copies and its edges), then the one with more
+       exact copies, then a phase starting at a ``norm`` kernel, then the earliest phase.
+       Readings whose stretch is a sub-structure of a layer (period below half the longest
+       step's) or whole steps of shorter layers are dropped as in step 2. When no reading is
+       accepted the slicer refuses and says what it found and how well the edges matched.
+
 Confidence is 1.0 when every block boundary is forced by the data; it is at most 0.9 when the
 norm rule placed a boundary, 0.8 when nested candidates had to be resolved, and 0.75 when only
 the earliest-start rule placed it (the usual case for Llama: the final RMSNorm repeats the
-layer's first ops). The notes say which boundaries were chosen by rule and among how many.
+layer's first ops). A step with an edge layer aligned by best match caps it at
+``EDGE_CONFIDENCE`` (0.7) times the lowest edge similarity, and at 0.9 of that again when
+another reading with different boundaries matched as many kernels (then the tie-break rules
+chose). The notes say which boundaries were chosen by rule and among how many, and each edge
+layer with its similarity; ``to_json`` marks every layer ``exact`` or not and lists the edges.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -45,6 +69,24 @@ from foundation.errors import InputError
 #: The shortest plausible decoder layer, in kernels; shorter repeats (three projections in a
 #: row, the two RoPE halves) are sub-structures, never layers.
 MIN_BLOCK = 4
+#: An edge layer aligned by best match must be at least this similar to the repeating block
+#: (``2*LCS / (len(edge) + len(block))`` over kernel names: 1.0 is the block itself) ...
+EDGE_SIMILARITY = 0.6
+#: ... and hold between these fractions of the block's kernels.
+EDGE_LENGTH = (0.5, 1.5)
+#: Confidence cap of a step with edge layers aligned by best match, times their lowest similarity.
+EDGE_CONFIDENCE = 0.7
+#: Further factor when another reading with other boundaries matched as many kernels.
+EDGE_TIE_FACTOR = 0.9
+
+
+@dataclass(frozen=True)
+class EdgeLayer:
+    """A first or last layer of a step that differs from the block and was aligned by best match."""
+
+    layer: int  # index of the layer in its step
+    side: str  # "first" | "last"
+    similarity: float  # 2*LCS / (len(edge) + period)
 
 
 @dataclass(frozen=True)
@@ -54,6 +96,13 @@ class StepSlice:
     layers: tuple[tuple[int, int], ...]  # (first, last) inclusive per layer
     period: int  # kernels per layer
     slack: int  # kernels of boundary ambiguity resolved by rule
+    edges: tuple[EdgeLayer, ...] = ()  # layers aligned by best match (none: every layer exact)
+
+    @property
+    def exact(self) -> tuple[bool, ...]:
+        """Per layer: True when it is an exact copy of the step's repeating block."""
+        edge = {e.layer for e in self.edges}
+        return tuple(i not in edge for i in range(len(self.layers)))
 
 
 @dataclass
@@ -64,10 +113,24 @@ class SliceResult:
     notes: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict:
-        """The stable JSON form: indices into the trace's launch order, inclusive ranges."""
+        """The stable JSON form: indices into the trace's launch order, inclusive ranges.
+
+        Per step, ``exact`` says for each layer whether it is an exact copy of the block, and
+        ``edges`` lists the edge layers aligned by best match (``layer`` index, ``edge``
+        "first"/"last", ``similarity``); it is empty when every layer repeats exactly.
+        """
         return {
             "steps": [
-                {"kernels": [s.first, s.last], "layers": [list(r) for r in s.layers]} for s in self.steps
+                {
+                    "kernels": [s.first, s.last],
+                    "layers": [list(r) for r in s.layers],
+                    "exact": list(s.exact),
+                    "edges": [
+                        {"layer": e.layer, "edge": e.side, "similarity": round(e.similarity, 4)}
+                        for e in s.edges
+                    ],
+                }
+                for s in self.steps
             ],
             "confidence": round(self.confidence, 4),
         }
@@ -167,6 +230,18 @@ def _phase(kernels: Sequence[str], cand: _Candidate, layers: int) -> tuple[int, 
     return cand.start, slack, "earliest"
 
 
+@dataclass(frozen=True)
+class _Placed:
+    """One step's layers as found: exact copies, or exact copies plus edge layers."""
+
+    start: int  # first kernel of the first layer
+    stop: int  # one past the last kernel of the last layer
+    period: int
+    slack: int
+    layers: tuple[tuple[int, int], ...]
+    edges: tuple[EdgeLayer, ...] = ()
+
+
 def slice_kernels(kernels: Sequence[str], layers: int) -> SliceResult:
     """Find forward steps and per-layer blocks in a launch-ordered kernel sequence."""
     if layers < 1:
@@ -184,7 +259,12 @@ def slice_kernels(kernels: Sequence[str], layers: int) -> SliceResult:
         )
     codes = _codes(kernels)
     cands, excess = _candidates(codes, layers)
+    notes: list[str] = []
     if not cands:
+        placed, failure, edge_notes, edge_conf = _edge_steps(kernels, codes, layers, [(0, n)], [])
+        if placed:
+            notes += edge_notes
+            return SliceResult(_steps(codes, placed), edge_conf, n, notes)
         best = (
             _best_repeat(codes) if not excess else max(excess.items(), key=lambda kv: (kv[1] * kv[0], kv[0]))
         )
@@ -193,8 +273,9 @@ def slice_kernels(kernels: Sequence[str], layers: int) -> SliceResult:
             if best
             else ""
         )
-        raise InputError(f"no block of >= {MIN_BLOCK} kernels repeats exactly {layers} times in a row{hint}")
-    notes: list[str] = []
+        raise InputError(
+            f"no block of >= {MIN_BLOCK} kernels repeats exactly {layers} times in a row{hint}{failure}"
+        )
     cands, nested = _resolve_nesting(cands, layers, notes)
     confidence = 0.8 if nested else 1.0
     placed = []
@@ -206,26 +287,317 @@ def slice_kernels(kernels: Sequence[str], layers: int) -> SliceResult:
             confidence = min(confidence, 0.75)
         if slack:
             notes.append(f"layers at {start}: boundary chosen by the {rule} rule among {slack + 1} positions")
-        placed.append((start, start + cand.period * layers, cand.period, slack))
-    for (a0, a1, _, _), (b0, _, _, _) in itertools.pairwise(placed):
-        if b0 < a1:
-            raise InputError(f"ambiguous structure: layer stretches starting at {a0} and {b0} overlap")
+        period = cand.period
+        ranges = tuple((start + j * period, start + (j + 1) * period - 1) for j in range(layers))
+        placed.append(_Placed(start, start + period * layers, period, slack, ranges))
+    for a, b in itertools.pairwise(placed):
+        if b.start < a.stop:
+            raise InputError(
+                f"ambiguous structure: layer stretches starting at {a.start} and {b.start} overlap"
+            )
+    # Steps whose edge layers differ (a prefill's last layer, say) hold no N exact copies: look
+    # for them in the gaps between the exact steps; a gap is usually a few head/tail kernels.
+    gaps = list(zip([0] + [p.stop for p in placed], [p.start for p in placed] + [n], strict=True))
+    extra, _, edge_notes, edge_conf = _edge_steps(kernels, codes, layers, gaps, [p.period for p in placed])
+    if extra:
+        placed = sorted(placed + extra, key=lambda p: p.start)
+        notes += edge_notes
+        confidence = min(confidence, edge_conf)
     return SliceResult(_steps(codes, placed), confidence, n, notes)
 
 
-def _steps(codes: np.ndarray, placed: list[tuple[int, int, int, int]]) -> list[StepSlice]:
+def _steps(codes: np.ndarray, placed: list[_Placed]) -> list[StepSlice]:
     n = len(codes)
-    tail = codes[placed[-1][1] :]  # what follows the last step's layers: its suffix
+    tail = codes[placed[-1].stop :]  # what follows the last step's layers: its suffix
     bounds: list[int] = [0]
-    for (_, a1, _, _), (b0, _, _, _) in itertools.pairwise(placed):
-        gap = codes[a1:b0]
+    for a, b in itertools.pairwise(placed):
+        gap = codes[a.stop : b.start]
         k = 0
         while k < len(gap) and k < len(tail) and gap[k] == tail[k]:
             k += 1
-        bounds.append(a1 + k)
+        bounds.append(a.stop + k)
     bounds.append(n)
-    steps = []
-    for i, (s0, s1, period, slack) in enumerate(placed):
-        ranges = tuple((s0 + j * period, s0 + (j + 1) * period - 1) for j in range((s1 - s0) // period))
-        steps.append(StepSlice(bounds[i], bounds[i + 1] - 1, ranges, period, slack))
-    return steps
+    return [
+        StepSlice(bounds[i], bounds[i + 1] - 1, p.layers, p.period, p.slack, p.edges)
+        for i, p in enumerate(placed)
+    ]
+
+
+# --- edge layers -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Near:
+    period: int
+    start: int  # first kernel of the periodic stretch
+    stop: int  # one past its last kernel
+    copies: int  # whole periods in the stretch (N-1 or N-2)
+    lo: int  # the gap it was found in: edges stay inside
+    hi: int
+
+
+@dataclass(frozen=True)
+class _Edge:
+    side: str  # "first" | "last"
+    first: int
+    stop: int  # one past the last kernel (== first when no kernel was there)
+    lcs: int
+    similarity: float
+    ok: bool
+
+
+@dataclass(frozen=True)
+class _Reading:
+    """One way to read a near stretch as N layers: ``exact`` copies from ``phase`` plus edges."""
+
+    near: _Near
+    phase: int
+    exact: int
+    edges: tuple[_Edge, ...]
+    norm_start: bool
+
+    @property
+    def ok(self) -> bool:
+        return all(e.ok for e in self.edges)
+
+    @property
+    def matched(self) -> int:
+        return self.exact * self.near.period + sum(e.lcs for e in self.edges)
+
+    @property
+    def key(self) -> tuple:
+        return (self.matched, self.exact, self.norm_start, -self.phase)
+
+    @property
+    def layout(self) -> tuple[tuple[int, int], ...]:
+        period = self.near.period
+        out = [(e.first, e.stop - 1) for e in self.edges if e.side == "first"]
+        out += [(self.phase + j * period, self.phase + (j + 1) * period - 1) for j in range(self.exact)]
+        out += [(e.first, e.stop - 1) for e in self.edges if e.side == "last"]
+        return tuple(out)
+
+
+def _lcs_prefixes(block: np.ndarray, seq: np.ndarray) -> list[int]:
+    """``LCS(block, seq[:j])`` for j = 1..len(seq); bit-parallel (Hyyrö 2004), one big-int step per kernel."""
+    masks: dict[int, int] = {}
+    for i, c in enumerate(block.tolist()):
+        masks[c] = masks.get(c, 0) | (1 << i)
+    m = len(block)
+    full = (1 << m) - 1
+    v = full
+    out = []
+    for c in seq.tolist():
+        u = v & masks.get(c, 0)
+        v = ((v + u) | (v - u)) & full
+        out.append(m - v.bit_count())
+    return out
+
+
+def _best_edge(codes: np.ndarray, block: np.ndarray, side: str, anchor: int, bound: int) -> _Edge:
+    """The span next to ``anchor`` (after it for "last", before it for "first"), not past ``bound``,
+    that matches ``block`` best: most kernels in common less half the foreign ones (``3*LCS - len``),
+    the shortest on ties; its similarity is ``LCS / max(len, P)``."""
+    period = len(block)
+    lo_len = math.ceil(EDGE_LENGTH[0] * period)
+    hi_len = math.floor(EDGE_LENGTH[1] * period)
+    if side == "last":
+        seq = codes[anchor : min(bound, anchor + hi_len)]
+        lcs = _lcs_prefixes(block, seq)
+    else:
+        seq = codes[max(bound, anchor - hi_len) : anchor][::-1]
+        lcs = _lcs_prefixes(block[::-1], seq)
+    if not lcs:
+        return _Edge(side, anchor, anchor, 0, 0.0, False)
+    allowed = range(lo_len, len(lcs) + 1) if len(lcs) >= lo_len else range(1, len(lcs) + 1)
+    length = max(allowed, key=lambda j: (3 * lcs[j - 1] - j, -j))
+    common = lcs[length - 1]
+    similarity = common / max(length, period)
+    ok = lo_len <= length <= hi_len and similarity >= EDGE_SIMILARITY
+    first, stop = (anchor, anchor + length) if side == "last" else (anchor - length, anchor)
+    return _Edge(side, first, stop, common, similarity, ok)
+
+
+def _is_power(block: np.ndarray) -> bool:
+    """The block is a shorter block repeated (its repeat is that block's, more times)."""
+    period = len(block)
+    return any(period % q == 0 and np.array_equal(block[q:], block[:-q]) for q in range(1, period // 2 + 1))
+
+
+def _near_candidates(codes: np.ndarray, layers: int, lo: int, hi: int) -> list[_Near]:
+    """Stretches in ``codes[lo:hi]`` holding N-1 or N-2 whole copies of a block (N-2 only if >= 2)."""
+    fewest = max(2, layers - 2)
+    most = layers - 1
+    sub = codes[lo:hi]
+    found: list[_Near] = []
+    if most < 2:
+        return found
+    # N layers of which at most two are edges of at least half a block: (N-1)*P kernels at least.
+    for period in range(MIN_BLOCK, len(sub) // most + 1):
+        same = sub[:-period] == sub[period:]
+        need = (fewest - 1) * period
+        if np.count_nonzero(same) < need:
+            continue
+        for start, stop in _runs(same):
+            if stop - start < need:
+                continue
+            copies = (stop - start + period) // period
+            if copies > most:
+                continue  # N copies or more: step 1's business
+            block = sub[start : start + period]
+            if len(np.unique(block)) < 2 or _is_power(block):
+                continue
+            found.append(_Near(period, lo + start, lo + stop + period, copies, lo, hi))
+    return found
+
+
+def _readings(kernels: Sequence[str], codes: np.ndarray, near: _Near, layers: int, lo: int, hi: int):
+    """Every reading of ``near`` as N layers within ``[lo, hi)``."""
+    period = near.period
+    firsts: dict[int, _Edge] = {}
+    for exact in (layers - 1, layers - 2):
+        if exact < 2 or exact > near.copies:
+            continue
+        for phase in range(near.start, near.stop - exact * period + 1):
+            block = codes[phase : phase + period]
+            norm = "norm" in kernels[phase].lower()
+            end = phase + exact * period
+            if phase not in firsts:
+                firsts[phase] = _best_edge(codes, block, "first", phase, lo)
+            last = _best_edge(codes, block, "last", end, hi)
+            if exact == layers - 1:
+                yield _Reading(near, phase, exact, (firsts[phase],), norm)
+                yield _Reading(near, phase, exact, (last,), norm)
+            else:
+                yield _Reading(near, phase, exact, (firsts[phase], last), norm)
+
+
+def _evaluate(
+    kernels, codes, near: _Near, layers: int, lo: int, hi: int
+) -> tuple[_Reading | None, _Reading | None, int]:
+    """(best accepted reading, best reading of all for the error message, readings tied with the best)."""
+    best: _Reading | None = None
+    best_any: _Reading | None = None
+    accepted: list[_Reading] = []
+    for reading in _readings(kernels, codes, near, layers, lo, hi):
+        if best_any is None or reading.key > best_any.key:
+            best_any = reading
+        if reading.ok:
+            accepted.append(reading)
+            if best is None or reading.key > best.key:
+                best = reading
+    ties = 0
+    if best is not None:
+        layouts = {r.layout for r in accepted if r.key[:2] == best.key[:2]}
+        ties = len(layouts) - 1
+    return best, best_any, ties
+
+
+def _placed_of(reading: _Reading) -> _Placed:
+    layout = reading.layout
+    edges = tuple(
+        EdgeLayer(0 if e.side == "first" else len(layout) - 1, e.side, e.similarity) for e in reading.edges
+    )
+    return _Placed(layout[0][0], layout[-1][1] + 1, reading.near.period, 0, layout, edges)
+
+
+def _describe_failure(reading: _Reading, layers: int) -> str:
+    near, period = reading.near, reading.near.period
+    lo_len = math.ceil(EDGE_LENGTH[0] * period)
+    hi_len = math.floor(EDGE_LENGTH[1] * period)
+    parts = []
+    for e in reading.edges:
+        where = (
+            f"kernels {e.first}..{e.stop - 1}, {e.stop - e.first} kernels"
+            if e.stop > e.first
+            else "no kernels"
+        )
+        parts.append(f"the {e.side} edge layer ({where}) matches it at similarity {e.similarity:.2f}")
+    return (
+        f"; extending to {layers} layers by edge alignment failed: kernels {near.start}..{near.stop - 1} "
+        f"hold {near.copies} copies of a {period}-kernel block ({reading.exact} exact layers from kernel "
+        f"{reading.phase} in the best reading), and "
+        + " and ".join(parts)
+        + f" (need >= {EDGE_SIMILARITY} and {lo_len}..{hi_len} kernels)"
+    )
+
+
+def _edge_steps(
+    kernels: Sequence[str],
+    codes: np.ndarray,
+    layers: int,
+    gaps: list[tuple[int, int]],
+    exact_periods: list[int],
+) -> tuple[list[_Placed], str, list[str], float]:
+    """Steps with N-1 (or N-2) exact copies plus edge layers in ``gaps``: (placed, why none, notes,
+    confidence)."""
+    nears = [c for lo, hi in gaps for c in _near_candidates(codes, layers, lo, hi)]
+    if not nears:
+        return [], f"; no block repeats {layers - 1} or {layers - 2} times either (edge alignment)", [], 1.0
+    results = []
+    failure_best: _Reading | None = None
+    for near in nears:
+        best, best_any, ties = _evaluate(kernels, codes, near, layers, near.lo, near.hi)
+        if best is not None:
+            results.append((best, ties))
+        elif best_any is not None and (
+            failure_best is None
+            or (best_any.near.copies * best_any.near.period, best_any.key)
+            > (failure_best.near.copies * failure_best.near.period, failure_best.key)
+        ):
+            failure_best = best_any
+    failure = _describe_failure(failure_best, layers) if failure_best else ""
+    if not results:
+        return [], failure, [], 1.0
+    # Whole steps of shorter layers: a reading whose layers hold another reading's N layers.
+    spans = [(_placed_of(r), r, t) for r, t in results]
+    keep = []
+    for big, rb, tb in spans:
+        inner = any(
+            small.period < big.period
+            and big.start <= small.start
+            and small.stop <= big.stop
+            and small.stop - small.start >= 0.5 * big.period
+            for small, _, _ in spans
+        )
+        if not inner:
+            keep.append((big, rb, tb))
+    # Sub-structures of a layer: periods far below the steps' own.
+    longest = max([p.period for p, _, _ in keep] + exact_periods)
+    keep = [k for k in keep if k[0].period >= 0.5 * longest]
+    keep.sort(key=lambda k: k[1].key, reverse=True)
+    chosen: list[tuple[_Placed, _Reading, int]] = []
+    for placed, reading, ties in keep:
+        near = reading.near
+        if any(near.start < c.stop and c.start < near.stop for c, _, _ in chosen):
+            continue  # its exact copies lie inside a better step's layers
+        if any(placed.start < c.stop and c.start < placed.stop for c, _, _ in chosen):
+            lo = max([near.lo] + [c.stop for c, _, _ in chosen if c.stop <= near.start])
+            hi = min([near.hi] + [c.start for c, _, _ in chosen if c.start >= near.stop])
+            reading, _, ties = _evaluate(kernels, codes, near, layers, lo, hi)
+            if reading is None:
+                continue
+            placed = _placed_of(reading)
+            if any(placed.start < c.stop and c.start < placed.stop for c, _, _ in chosen):
+                continue
+        chosen.append((placed, reading, ties))
+    chosen.sort(key=lambda k: k[0].start)
+    notes: list[str] = []
+    confidence = 1.0
+    for placed, reading, ties in chosen:
+        lowest = min(e.similarity for e in placed.edges)
+        cap = EDGE_CONFIDENCE * lowest
+        for edge in placed.edges:
+            first, last = placed.layers[edge.layer]
+            notes.append(
+                f"layers at {placed.start}: {edge.side} layer (kernels {first}..{last}, {last - first + 1} "
+                f"kernels) aligned by best match to the {placed.period}-kernel block that repeats "
+                f"{reading.exact} times: similarity {edge.similarity:.2f}"
+            )
+        if ties:
+            cap *= EDGE_TIE_FACTOR
+            notes.append(
+                f"layers at {placed.start}: boundaries chosen by the tie-break rules among {ties + 1} "
+                "equally good edge alignments"
+            )
+        confidence = min(confidence, cap)
+    return [p for p, _, _ in chosen], failure, notes, confidence

@@ -303,7 +303,7 @@ def run_render(args: argparse.Namespace) -> int:
     import logging
 
     from foundation import atomic
-    from foundation.rundir import SLICE_FILE, stale_outputs
+    from foundation.rundir import SLICE_FILE, move_aside, stale_outputs
     from gem5_configs.render import render_run
     from orchestrator.output import dumps_json
 
@@ -321,7 +321,7 @@ def run_render(args: argparse.Namespace) -> int:
                 f"--out: {out / params.outdir} holds outputs of another render ({len(stale)} files: {shown}); "
                 "they would be read as this run's. Use another --out, or --force to move them aside"
             )
-        moved = _move_aside(out / params.outdir)
+        moved = move_aside(out / params.outdir)
     written = rendered.write(out)
     if slice_record is not None:
         slice_record = {"run_id": rendered.run_id, **slice_record}
@@ -356,11 +356,3 @@ def run_render(args: argparse.Namespace) -> int:
             )
         print(f"run:  {out}/run.sh   (or the argv of command.json from {out})")
     return 0
-
-
-def _move_aside(folder: Path) -> Path:
-    n = 1
-    while (target := folder.with_name(f"{folder.name}.stale-{n}")).exists():
-        n += 1
-    folder.rename(target)
-    return target
