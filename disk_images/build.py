@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from disk_images import e2fs, guest, inject, partitions
 from disk_images.manifest import SCHEMA, manifest_path_for
@@ -92,6 +93,17 @@ def attached_loops(image: Path) -> list[str]:
     return found
 
 
+def _root_json(root: Any) -> dict:
+    """The root partition as inspect and the manifest report it (``root_partition``: gem5's form)."""
+    return {
+        "number": root.number,
+        "start_bytes": root.start_bytes,
+        "size_bytes": root.size_bytes,
+        "fs": root.fs,
+        "root_partition": root.root_partition,
+    }
+
+
 def inspect_image(image: str | os.PathLike[str], root_number: int | None = None) -> dict:
     """Partition table, root filesystem, free space, guest facts and any manifest (no root needed)."""
     path = Path(image)
@@ -121,13 +133,7 @@ def inspect_image(image: str | os.PathLike[str], root_number: int | None = None)
         "size_bytes": table.disk_bytes,
         "table": table.kind,
         "partitions": [p.to_json() for p in table.partitions],
-        "root": {
-            "number": root.number,
-            "start_bytes": root.start_bytes,
-            "size_bytes": root.size_bytes,
-            "fs": root.fs,
-            "root_partition": root.root_partition,
-        },
+        "root": _root_json(root),
         "filesystem": {
             "block_size": sb.block_size,
             "size_bytes": sb.size_bytes,
@@ -568,13 +574,7 @@ def _manifest_record(
         "generation_from": facts.generation_from,
         "table": table.kind,
         "partitions": [p.to_json() for p in table.partitions],
-        "root": {
-            "number": root.number,
-            "start_bytes": root.start_bytes,
-            "size_bytes": root.size_bytes,
-            "fs": root.fs,
-            "root_partition": root.root_partition,
-        },
+        "root": _root_json(root),
         "guest": {
             "os": facts.os_pretty,
             "python": facts.python,

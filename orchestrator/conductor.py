@@ -399,6 +399,10 @@ class Conductor:
         from orchestrator.failures import digest
 
         run_dir = node.plan.run_dir
+        current = self.store.get(record.run_id)
+        if current is not None and current.state == "cancelled":
+            self.report(f"{node.plan.label}: cancelled")  # by `layerlab cancel` from another process
+            return
         valid, _why = outputs_valid(run_dir, record.run_id)
         outdir = outdir_of(run_dir)
         start, end, kernels = read_end(outdir)

@@ -256,3 +256,36 @@ def test_stale_outputs_of_another_render_are_moved_aside(tmp_path: Path, capsys)
         != "0" * 16
     )
     assert next(r for r in status(capsys, spec) if r["kind"] == "slice")["attempts"] == 2
+
+
+@double_only
+def test_cancel_from_another_process_and_collect(tmp_path: Path, capsys) -> None:
+    def slow(events):
+        at = next(i for i, e in enumerate(events) if e["type"] == "checkpoint") + 2
+        return [*events[:at], {"type": "sleep", "seconds": 300}, *events[at:]]
+
+    spec = make_spec(tmp_path, slow)
+    conductor = _conductor(spec)
+    _wait_for(lambda: _census_state(spec) == "running")
+    workspace = spec.parent / "runs" / "selftest"
+    assert main(["cancel", str(spec), "--workspace", str(workspace)]) == 0
+    assert "cancelled" in capsys.readouterr().out
+    assert conductor.wait(timeout=60) == 1  # the conductor sees it ended, keeps 'cancelled'
+    assert _census_state(spec) == "cancelled"
+    assert main(["collect", str(spec), "--workspace", str(workspace)]) == 2  # nothing sliced yet
+    assert "no sliced run is done yet" in capsys.readouterr().err
+
+
+def test_collect_joins_every_sliced_run(tmp_path: Path, capsys) -> None:
+    spec = make_spec(tmp_path, **{"slices.layers": [0, 1]})
+    assert main(["run", str(spec), "--quiet"]) == 0
+    out = tmp_path / "kernels.parquet"
+    capsys.readouterr()
+    assert main(["collect", str(spec), "-o", str(out), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["runs"] == 2 and summary["output"] == str(out)
+    import pandas as pd
+
+    table = pd.read_parquet(out)
+    assert set(table["label"].str.rsplit("/", n=1).str[-1]) == {"step1-layer0", "step1-layer1"}
+    assert set(table.loc[~table["blit"].astype(bool), "census_layer"]) == {0, 1}

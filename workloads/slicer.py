@@ -467,8 +467,23 @@ def _readings(kernels: Sequence[str], codes: np.ndarray, near: _Near, layers: in
             if exact == layers - 1:
                 yield _Reading(near, phase, exact, (firsts[phase],), norm)
                 yield _Reading(near, phase, exact, (last,), norm)
-            else:
+            elif near.copies == exact or (firsts[phase].first < near.start and last.stop > near.stop):
+                # With a whole period more in the stretch than exact copies, both edges must reach
+                # past it: else they split one exact copy in two (and either could be garbage).
                 yield _Reading(near, phase, exact, (firsts[phase], last), norm)
+
+
+def _failure_key(reading: _Reading) -> tuple:
+    """Which failed reading the error message describes: the widest stretch, the most exact copies,
+    the closest edges."""
+    edges = reading.edges
+    return (
+        reading.near.copies * reading.near.period,
+        reading.exact,
+        min(e.similarity for e in edges),
+        sum(e.stop - e.first for e in edges),
+        reading.key,
+    )
 
 
 def _evaluate(
@@ -479,7 +494,7 @@ def _evaluate(
     best_any: _Reading | None = None
     accepted: list[_Reading] = []
     for reading in _readings(kernels, codes, near, layers, lo, hi):
-        if best_any is None or reading.key > best_any.key:
+        if best_any is None or _failure_key(reading) > _failure_key(best_any):
             best_any = reading
         if reading.ok:
             accepted.append(reading)
@@ -506,10 +521,9 @@ def _describe_failure(reading: _Reading, layers: int) -> str:
     hi_len = math.floor(EDGE_LENGTH[1] * period)
     parts = []
     for e in reading.edges:
+        count = e.stop - e.first
         where = (
-            f"kernels {e.first}..{e.stop - 1}, {e.stop - e.first} kernels"
-            if e.stop > e.first
-            else "no kernels"
+            f"kernels {e.first}..{e.stop - 1}, {count} kernel{'s' * (count != 1)}" if count else "no kernels"
         )
         parts.append(f"the {e.side} edge layer ({where}) matches it at similarity {e.similarity:.2f}")
     return (
@@ -540,9 +554,7 @@ def _edge_steps(
         if best is not None:
             results.append((best, ties))
         elif best_any is not None and (
-            failure_best is None
-            or (best_any.near.copies * best_any.near.period, best_any.key)
-            > (failure_best.near.copies * failure_best.near.period, failure_best.key)
+            failure_best is None or _failure_key(best_any) > _failure_key(failure_best)
         ):
             failure_best = best_any
     failure = _describe_failure(failure_best, layers) if failure_best else ""

@@ -117,7 +117,11 @@ class LocalBackend:
             os.killpg(pid, signal.SIGKILL)
 
     def cancel(self, handle: str) -> None:
-        self._kill_group(int(handle))
+        pid = int(handle)
+        meta = self._meta.get(pid)
+        if pid not in self._children and (meta is None or _proc_start(pid) != meta.get("start")):
+            return  # not a run this backend knows (or the pid now names another process): leave it
+        self._kill_group(pid)
         child = self._children.pop(int(handle), None)
         if child is not None:
             child.wait(timeout=self.grace_s + 5)

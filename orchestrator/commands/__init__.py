@@ -16,4 +16,6 @@ SUMMARIES: dict[str, str] = {
     "stats": "gem5 stats.txt/h5/json as a tidy table, or the per-kernel table of a run",
     "run": "run an experiment spec: boot checkpoint, census, sliced layers, kernel tables (resumes)",
     "status": "states and results of an experiment's runs (exit 1 while any is not done)",
+    "cancel": "stop an experiment's running runs (their process groups) and record them as cancelled",
+    "collect": "the per-kernel tables of an experiment's sliced runs in one parquet file",
 }
