@@ -5,16 +5,31 @@ selected one is copied to ``t_est_s`` (with its name in ``estimator``) and to ``
 the machine's clock. Wide rather than long form, because a report compares estimators op by op
 and scripts want one record per op.
 
-Estimators:
+Estimators (what each assumes):
 
 ``roofline``  Σ per op of max(FLOPs / (peak·eff_c), bytes / (BW·eff_b)). Never roofline of sums.
-``simple``    the notebook's: max(MACs / MAC rate, (weights + KV) / BW) for GEMM-like ops only;
-              activations and element-wise ops ignored (reproduces old numbers).
-``tiling``    the notebook's "theoretical tiling": tiles sized to fill the last-level cache,
-              per tile max(compute cycles, tile-reload traffic cycles). Fixed: GQA query heads
-              that share a KV head are folded into M, and attention contracts over head_dim.
-              ``notebook_bugs=True`` restores the original dims (no GQA fold, hidden size as the
-              attention contraction) to reproduce old numbers.
+              Every byte class of the op (weights, activations, KV) crosses DRAM exactly once.
+``simple``    the notebook's roofline: max(FLOPs / peak, (weights + KV) / BW) per GEMM-like op;
+              activations and element-wise work ignored, no calibration. It runs on layerlab's
+              op table, so with the default ``hf-eager`` engine it includes HF eager's
+              ``repeat_kv`` copies and DynamicCache concat traffic (right for HF eager, not what
+              the notebook modelled: that triples decode C=8448, B=256 on NVL-AX). The notebook's
+              own fused decomposition is ``--notebook`` (analytical.notebook), independent of
+              the engine.
+``tiling``    "theoretical tiling" on layerlab's op shapes: tiles sized to fill the last-level
+              cache (all free: three equal tiles; one dim fixed: x² + 2fx = E; two fixed: the
+              rest of the cache over their sum), traffic = what the tiles (re)load:
+              A·⌈N/tn⌉ + B·⌈M/tm⌉ + C once, per independent GEMM of the batch. Tokens are
+              folded into M only where the B operand is shared (weights: one matrix for all
+              tokens); attention GEMMs stay one per (request, KV head) with the G query heads that
+              share the K/V head in M, because K and V are per request and never shared across
+              the batch (the notebook's folding of requests into M is wrong there). Traffic is
+              clamped between the compulsory traffic (the op's bytes: each operand read once,
+              the output written once) and the no-reuse traffic ((2·M·N·K + M·N)·batch
+              elements), so ``t_roofline <= t_tiling`` and GEMV-like shapes stream their
+              operands once. ``notebook_bugs=True`` restores layerlab's older reading of the
+              notebook's dims (no GQA fold, hidden size as the attention contraction); for the
+              notebook's exact numbers use ``--notebook``.
 ``cache``     roofline where weights are served from the LLC when the layer's weights fit in it
               (single-layer replay keeps them resident), and activations from L2 when the op's
               working set fits; levels without a known bandwidth keep DRAM bandwidth.
@@ -94,21 +109,23 @@ def _tile_sides(m: np.ndarray, n: np.ndarray, k: np.ndarray, elems: np.ndarray) 
     return out[:, 0], out[:, 1], out[:, 2]
 
 
-def _tiling_time(m, n, k, g, elem_bytes, cache_bytes, flops_per_clk, bw, clock):
-    """Notebook tiling: n_tiles x max(compute cycles, reload traffic cycles) per tile.
+def _tiling_traffic(m, n, k, g, elem_bytes, cache_bytes):
+    """Bytes the cache-sized tiles move: A·⌈N/tn⌉ + B·⌈M/tm⌉ + C once, times the g GEMMs.
 
-    Op arrays are (n,), machine arrays (h, 1); the result is (h, n).
+    Op arrays are (n,), machine arrays (h, 1); the result is (h, n). Edge tiles move only what
+    they hold, so a GEMV (M = 1) streams B once plus A once per column block.
     """
     elems = np.maximum(cache_bytes / elem_bytes, 3.0)  # (h, n)
     shape = elems.shape
     mm, nn, kk = (np.broadcast_to(x, shape).ravel() for x in (m, n, k))
-    tm, tn, tk = (t.reshape(shape) for t in _tile_sides(mm, nn, kk, elems.ravel()))
-    nk = np.ceil(k / tk)
-    n_tiles = np.ceil(m / tm) * np.ceil(n / tn) * nk * g
-    compute_cycles = 2.0 * tm * tn * tk / flops_per_clk
-    traffic_bytes = (tm * tk + tk * tn + tm * tn / nk) * elem_bytes
-    traffic_cycles = traffic_bytes / (bw / clock)
-    return n_tiles * np.maximum(compute_cycles, traffic_cycles) / clock
+    tm, tn, _ = (t.reshape(shape) for t in _tile_sides(mm, nn, kk, elems.ravel()))
+    per_gemm = m * k * np.ceil(n / tn) + k * n * np.ceil(m / tm) + m * n
+    return per_gemm * g * elem_bytes
+
+
+def no_reuse_bytes(m, n, k, g, elem_bytes):
+    """Traffic with no reuse at all: every MAC reads its A and B element, C written once."""
+    return (2.0 * m * n * k + m * n) * g * elem_bytes
 
 
 def _pow2_ceil(x: np.ndarray) -> np.ndarray:
@@ -197,8 +214,19 @@ def estimate(
         lm, ln, lk, lb = (column(c)[gi] for c in ("legacy_m", "legacy_n", "legacy_k", "legacy_batch"))
     else:
         lm, ln, lk, lb = gm, gn, gk, gb
+    # traffic clamped to [compulsory, no reuse]; compute at the un-quantised rate, so the
+    # roofline is a lower bound (tile quantisation is the waves estimator's business)
+    tiled = _tiling_traffic(lm, ln, lk, lb, elem_bytes[gi], hw["lastlevel"])
+    compulsory = np.broadcast_to(total_bytes[gi], tiled.shape)
+    ceiling = np.maximum(compulsory, no_reuse_bytes(lm, ln, lk, lb, elem_bytes[gi]))
+    tiling_bytes = np.broadcast_to(total_bytes, (n_hw, n_ops)).copy()
+    tiling_bytes[:, gi] = np.clip(tiled, compulsory, ceiling)
+    legacy_flops = 2.0 * lm * ln * lk * lb
     t_tiling = t_roofline.copy()
-    t_tiling[:, gi] = _tiling_time(lm, ln, lk, lb, elem_bytes[gi], hw["lastlevel"], per_cu_g * cus, bw, clock)
+    t_tiling[:, gi] = np.maximum(
+        np.maximum(legacy_flops / (peak[:, gi] * eff_c[gi]), tiling_bytes[:, gi] / (bw * eff_b[gi])),
+        t_roofline[:, gi],
+    )
 
     # --- cache hierarchy: resident layer weights in the LLC, small working sets in L2
     layer_weights = _layer_weight_bytes(ops)
@@ -273,6 +301,7 @@ def estimate(
             "t_memory_s": flat(t_memory),
             **{f"t_{name}_s": flat(value) for name, value in times.items()},
             "t_launch_s": flat(t_launch),
+            "tiling_bytes": flat(tiling_bytes),
             "fits_l2": flat(fits_l2),
             "fits_llc": flat(fits_llc),
             "waves": flat(waves_all),

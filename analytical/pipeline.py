@@ -93,7 +93,19 @@ def estimate_layer(
     calibration: CalibrationFactors | None = None,
     launch_floor_s: float | None = None,
     notebook_bugs: bool = False,
+    notebook: bool = False,
 ) -> pd.DataFrame:
+    if notebook:  # the notebook's own decomposition and estimators, independent of the engine
+        return _notebook_layer(
+            model,
+            hardware,
+            phase,
+            (batch, seq, context, decode_tokens, decode_context),
+            dtype,
+            layers,
+            estimator,
+            notebook_bugs,
+        )
     shapes = make_shapes(phase, batch, seq, context, decode_tokens, decode_context)
     whole = str(layers).strip().lower() == "all"
     ops = build_ops(
@@ -120,6 +132,29 @@ def estimate_layer(
     if whole:
         table = add_totals(table)
     return table
+
+
+def _notebook_layer(
+    model: ModelConfig,
+    hardware: HardwareSpec | Sequence[HardwareSpec],
+    phase: str,
+    step: tuple[int, int | None, int, int, int | None],
+    dtype: str | None,
+    layers: str | int | None,
+    estimator: str,
+    bugs: bool,
+) -> pd.DataFrame:
+    """``--notebook``: one layer as the researchers' notebook computed it (analytical.notebook)."""
+    from analytical.notebook import notebook_shape, notebook_table
+    from foundation.errors import InputError
+
+    chosen = parse_layers(layers, model.num_hidden_layers)
+    if len(chosen) != 1:
+        raise InputError(f"--notebook estimates one layer; --layers {layers!r} names {len(chosen)}")
+    shape = notebook_shape(phase, *step)
+    return notebook_table(
+        model, hardware, shape, dtype=dtype, estimator=estimator, bugs=bugs, layer=chosen[0]
+    )
 
 
 #: Columns that name one step on one machine (a layer within it adds ``layer``).

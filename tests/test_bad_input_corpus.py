@@ -171,6 +171,8 @@ COMMANDS: dict[str, tuple[str, Argv]] = {
     "preflight": ("run", lambda p, r, o: ["preflight", str(p)]),
     "run": ("spec.yaml", lambda p, r, o: ["run", str(p), "--workspace", str(r / "ws"), "--quiet"]),
     "status": ("spec.yaml", lambda p, r, o: ["status", str(p), "--workspace", str(r / "ws")]),
+    "cancel": ("spec.yaml", lambda p, r, o: ["cancel", str(p), "--workspace", str(r / "ws")]),
+    "collect": ("spec.yaml", lambda p, r, o: ["collect", str(p), "--workspace", str(r / "ws"), "-o", str(o)]),
     "render --kernel": ("vmlinux", _render),
     "image inspect": ("disk.img", lambda p, r, o: ["image", "inspect", str(p)]),
     "image build": ("recipe.yaml", lambda p, r, o: ["image", "build", str(p), "--out", str(r / "images")]),

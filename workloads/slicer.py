@@ -25,33 +25,37 @@ Algorithm (``slice_kernels``)
     4. Steps: each candidate is one forward step. The gap between two steps is split where the
        kernels after the last step's layers (final norm, head, sampling) stop matching: that
        part ends the earlier step, the rest starts the next one.
-
     5. Edge layers (``_edge_steps``): on real traces the first or last layer of a step often
        differs from the rest (llama.cpp's last layer gathers only the rows it outputs; HF's
        first layer can carry mask or rotary setup), so only ``N-1`` copies repeat exactly, or
        ``N-2`` when both edges differ. Where step 1 finds no stretch of ``N`` copies (the whole
-       trace, or a gap between the steps it found), stretches of ``N-1`` or ``N-2`` copies are
-       extended to ``N`` layers: for every phase of the exact copies (each rotation of the
-       block the periodic stretch allows) and every reading (first edge differs, last edge
-       differs, both), the edge layer is the span before the first exact copy (down to the
-       previous step) or after the last one (up to the next step) that matches the block best:
-       the fewest insertions and deletions (``len(edge) + P - 2*LCS``, LCS of kernel names),
-       shortest on ties. An edge is accepted when its similarity ``2*LCS / (len(edge) + P)`` is
-       ``>= EDGE_SIMILARITY`` (0.6) and its length is within ``EDGE_LENGTH`` (50 % to 150 %) of
-       ``P``. Among the accepted readings the one matching the most kernels to the block wins
-       (``k*P + sum(LCS)`` over its ``k`` exact copies and its edges), then the one with more
-       exact copies, then a phase starting at a ``norm`` kernel, then the earliest phase.
-       Readings whose stretch is a sub-structure of a layer (period below half the longest
-       step's) or whole steps of shorter layers are dropped as in step 2. When no reading is
-       accepted the slicer refuses and says what it found and how well the edges matched.
+       trace, or a gap between the steps it found: a prefill whose last layer differs before
+       exact decode steps), stretches of ``N-1`` or ``N-2`` whole copies (at least 2) are
+       extended to ``N`` layers. Every reading is tried: each phase of the exact copies the
+       periodic stretch allows (a rotation of the block) and each of "first edge differs",
+       "last edge differs" (``k = N-1`` exact copies), "both" (``k = N-2``). An edge layer is
+       the span before the first exact copy (down to the previous step) or after the last one
+       (up to the next step) that matches the block best: the most kernels in common less half
+       the foreign ones (``3*LCS - len``, LCS of kernel names, bit-parallel), shortest on ties.
+       It is accepted when its similarity ``LCS / max(len, P)`` is ``>= EDGE_SIMILARITY``
+       (0.6) and its length within ``EDGE_LENGTH`` (50 % .. 150 %) of ``P``. The reading with
+       the highest score ``2*k*P + sum(3*LCS - len)`` wins, then more exact copies, then a
+       phase starting at a ``norm`` kernel, then the earliest phase. A "both" reading in a
+       stretch that holds a whole period more than its ``k`` copies must have both edges reach
+       past the stretch (else it splits an exact copy in two, and a garbage edge could pass).
+       As in step 2, readings that are whole steps of shorter layers, or sub-structures (period
+       below half the longest step's), are dropped; overlapping readings yield to the better
+       one. Without any accepted reading the slicer refuses and names the copies it found and
+       how well the edges matched. Identical steps are evaluated once (cache by content).
 
 Confidence is 1.0 when every block boundary is forced by the data; it is at most 0.9 when the
 norm rule placed a boundary, 0.8 when nested candidates had to be resolved, and 0.75 when only
 the earliest-start rule placed it (the usual case for Llama: the final RMSNorm repeats the
 layer's first ops). A step with an edge layer aligned by best match caps it at
-``EDGE_CONFIDENCE`` (0.7) times the lowest edge similarity, and at 0.9 of that again when
-another reading with different boundaries matched as many kernels (then the tie-break rules
-chose). The notes say which boundaries were chosen by rule and among how many, and each edge
+``EDGE_CONFIDENCE`` (0.7) times the lowest edge similarity, times ``EDGE_TIE_FACTOR`` (0.9)
+when another accepted reading with other boundaries scored as high (the tie-break rules chose:
+e.g. a last layer missing its final kernels, which the step's tail could stand in for). The
+notes say which boundaries were chosen by rule and among how many, and give each edge
 layer with its similarity; ``to_json`` marks every layer ``exact`` or not and lists the edges.
 """
 
@@ -70,13 +74,13 @@ from foundation.errors import InputError
 #: row, the two RoPE halves) are sub-structures, never layers.
 MIN_BLOCK = 4
 #: An edge layer aligned by best match must be at least this similar to the repeating block
-#: (``2*LCS / (len(edge) + len(block))`` over kernel names: 1.0 is the block itself) ...
+#: (``LCS / max(len(edge), len(block))`` over kernel names: 1.0 is the block itself) ...
 EDGE_SIMILARITY = 0.6
 #: ... and hold between these fractions of the block's kernels.
 EDGE_LENGTH = (0.5, 1.5)
 #: Confidence cap of a step with edge layers aligned by best match, times their lowest similarity.
 EDGE_CONFIDENCE = 0.7
-#: Further factor when another reading with other boundaries matched as many kernels.
+#: Further factor when another accepted reading with other boundaries scored as high.
 EDGE_TIE_FACTOR = 0.9
 
 
@@ -86,7 +90,7 @@ class EdgeLayer:
 
     layer: int  # index of the layer in its step
     side: str  # "first" | "last"
-    similarity: float  # 2*LCS / (len(edge) + period)
+    similarity: float  # LCS / max(len(edge), period)
 
 
 @dataclass(frozen=True)
@@ -361,12 +365,13 @@ class _Reading:
         return all(e.ok for e in self.edges)
 
     @property
-    def matched(self) -> int:
-        return self.exact * self.near.period + sum(e.lcs for e in self.edges)
+    def score(self) -> int:
+        """Kernels matched to the block less half the foreign ones, doubled: ``3*LCS - len`` per layer."""
+        return self.exact * 2 * self.near.period + sum(3 * e.lcs - (e.stop - e.first) for e in self.edges)
 
     @property
     def key(self) -> tuple:
-        return (self.matched, self.exact, self.norm_start, -self.phase)
+        return (self.score, self.exact, self.norm_start, -self.phase)
 
     @property
     def layout(self) -> tuple[tuple[int, int], ...]:
@@ -408,7 +413,7 @@ def _best_edge(codes: np.ndarray, block: np.ndarray, side: str, anchor: int, bou
         lcs = _lcs_prefixes(block[::-1], seq)
     if not lcs:
         return _Edge(side, anchor, anchor, 0, 0.0, False)
-    allowed = range(lo_len, len(lcs) + 1) if len(lcs) >= lo_len else range(1, len(lcs) + 1)
+    allowed = range(lo_len, len(lcs) + 1) if len(lcs) >= lo_len else [len(lcs)]  # too few: all, refused
     length = max(allowed, key=lambda j: (3 * lcs[j - 1] - j, -j))
     common = lcs[length - 1]
     similarity = common / max(length, period)
@@ -487,9 +492,10 @@ def _failure_key(reading: _Reading) -> tuple:
 
 
 def _evaluate(
-    kernels, codes, near: _Near, layers: int, lo: int, hi: int
+    kernels: Sequence[str], codes: np.ndarray, near: _Near, layers: int, lo: int, hi: int
 ) -> tuple[_Reading | None, _Reading | None, int]:
-    """(best accepted reading, best reading of all for the error message, readings tied with the best)."""
+    """(best accepted reading, best reading of all for the error message, accepted readings with
+    other boundaries as good as the best)."""
     best: _Reading | None = None
     best_any: _Reading | None = None
     accepted: list[_Reading] = []
@@ -502,9 +508,38 @@ def _evaluate(
                 best = reading
     ties = 0
     if best is not None:
-        layouts = {r.layout for r in accepted if r.key[:2] == best.key[:2]}
+        layouts = {r.layout for r in accepted if r.score == best.score}
         ties = len(layouts) - 1
     return best, best_any, ties
+
+
+class _Evaluator:
+    """``_evaluate`` with a cache by content: identical steps (decode steps) are evaluated once.
+
+    Edges reach at most ``EDGE_LENGTH[1] * P`` kernels past the stretch, so the readings of a
+    stretch depend only on the kernels of that window (clipped to the gap) and move with it."""
+
+    def __init__(self, kernels: Sequence[str], codes: np.ndarray, layers: int) -> None:
+        self.kernels, self.codes, self.layers = kernels, codes, layers
+        self.cache: dict[tuple, tuple[_Reading | None, _Reading | None, int]] = {}
+
+    def __call__(self, near: _Near, lo: int, hi: int) -> tuple[_Reading | None, _Reading | None, int]:
+        reach = math.floor(EDGE_LENGTH[1] * near.period)
+        w0, w1 = max(lo, near.start - reach), min(hi, near.stop + reach)
+        key = (self.codes[w0:w1].tobytes(), near.period, near.copies, near.start - w0, near.stop - w0)
+        if key not in self.cache:
+            self.cache[key] = (*_evaluate(self.kernels, self.codes, near, self.layers, w0, w1), w0)
+        best, best_any, ties, at = self.cache[key]
+        return _shifted(best, near, w0 - at), _shifted(best_any, near, w0 - at), ties
+
+
+def _shifted(reading: _Reading | None, near: _Near, delta: int) -> _Reading | None:
+    if reading is None or (delta == 0 and reading.near == near):
+        return reading
+    edges = tuple(
+        _Edge(e.side, e.first + delta, e.stop + delta, e.lcs, e.similarity, e.ok) for e in reading.edges
+    )
+    return _Reading(near, reading.phase + delta, reading.exact, edges, reading.norm_start)
 
 
 def _placed_of(reading: _Reading) -> _Placed:
@@ -527,9 +562,9 @@ def _describe_failure(reading: _Reading, layers: int) -> str:
         )
         parts.append(f"the {e.side} edge layer ({where}) matches it at similarity {e.similarity:.2f}")
     return (
-        f"; extending to {layers} layers by edge alignment failed: kernels {near.start}..{near.stop - 1} "
-        f"hold {near.copies} copies of a {period}-kernel block ({reading.exact} exact layers from kernel "
-        f"{reading.phase} in the best reading), and "
+        f"; nor do edge layers complete {layers}: kernels {near.start}..{near.stop - 1} hold {near.copies} "
+        f"copies of a {period}-kernel block, and read as {reading.exact} exact layers from kernel "
+        f"{reading.phase}, "
         + " and ".join(parts)
         + f" (need >= {EDGE_SIMILARITY} and {lo_len}..{hi_len} kernels)"
     )
@@ -546,11 +581,14 @@ def _edge_steps(
     confidence)."""
     nears = [c for lo, hi in gaps for c in _near_candidates(codes, layers, lo, hi)]
     if not nears:
-        return [], f"; no block repeats {layers - 1} or {layers - 2} times either (edge alignment)", [], 1.0
+        counts = " or ".join(str(c) for c in (layers - 1, layers - 2) if c >= 2)
+        why = f"; no block repeats {counts} times either (for edge layers)" if counts else ""
+        return [], why, [], 1.0
+    evaluate = _Evaluator(kernels, codes, layers)
     results = []
     failure_best: _Reading | None = None
     for near in nears:
-        best, best_any, ties = _evaluate(kernels, codes, near, layers, near.lo, near.hi)
+        best, best_any, ties = evaluate(near, near.lo, near.hi)
         if best is not None:
             results.append((best, ties))
         elif best_any is not None and (
@@ -585,7 +623,7 @@ def _edge_steps(
         if any(placed.start < c.stop and c.start < placed.stop for c, _, _ in chosen):
             lo = max([near.lo] + [c.stop for c, _, _ in chosen if c.stop <= near.start])
             hi = min([near.hi] + [c.start for c, _, _ in chosen if c.start >= near.stop])
-            reading, _, ties = _evaluate(kernels, codes, near, layers, lo, hi)
+            reading, _, ties = evaluate(near, lo, hi)
             if reading is None:
                 continue
             placed = _placed_of(reading)

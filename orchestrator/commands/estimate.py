@@ -13,7 +13,7 @@ from analytical.calibration import load_calibration
 from analytical.catalog import get_hardware, list_hardware
 from analytical.estimators import ESTIMATORS
 from analytical.hardware import HardwareSpec
-from analytical.notebook import notebook_chunk_shape
+from analytical.notebook import NOTEBOOK_ESTIMATORS, notebook_chunk_shape, notebook_split
 from analytical.ops import ATTENTION_IMPLS, DTYPES, ENGINES, PHASES, normalise_dtype, parse_layers
 from analytical.pipeline import estimate_layer, gem5_caption
 from analytical.plot import step_text
@@ -40,15 +40,31 @@ examples:
   layerlab estimate --model llama-3.2-1b --hardware gem5-mi200 --phase decode --context 1024 \\
       --num-cus 8 --sys-clock 1.8GHz --tcc-size 4MiB --dram-channels 8 --gem5-version v25
 
+  # the researchers' notebook, exactly (its op list, units, chunk split and estimators), with its bugs
+  layerlab estimate --model llama-3.1-8b --hardware nvl-ax --notebook --notebook-bugs --estimator tiling \
+      --phase chunked --seq 256 --notebook-chunk 8192:512
+
   # whole model (every layer, embeddings, LM head and a total row) as JSON for a script
   layerlab estimate --model gpt2 --hardware a100 --phase prefill --seq 128 --layers all --format json
 
 estimators (every one is a column t_<name>_s; --estimator picks t_est_s):
-  roofline  per-op max(FLOPs/peak, bytes/BW), summed over ops (default)
-  simple    the notebook's: MACs vs weight+KV bytes only
-  tiling    the notebook's cache-sized tiles (GQA folded, head_dim contraction; --notebook-bugs for the original)
+  roofline  per-op max(FLOPs/peak, bytes/BW), summed over ops (default): every byte crosses DRAM once
+  simple    the notebook's roofline (MACs vs weight+KV bytes, activations ignored) on layerlab's ops:
+            with the default --engine hf-eager it includes HF eager's repeat_kv and cache-concat
+            traffic (right for HF eager, not what the notebook modelled: decode C=8448 B=256 triples);
+            the notebook's own fused decomposition is --notebook
+  tiling    cache-sized tiles, traffic = tile reloads clamped between compulsory (each operand once)
+            and no-reuse traffic; tokens share weights (folded into M), but attention K/V are per
+            request and KV head (never folded across the batch); --notebook-bugs: older dims
   cache     weights from the LLC when the layer fits; waves: wave-quantised GEMM tiles over CUs
   full      waves + cache + per-kernel launch floor, with --calibration factors
+
+--notebook (any --engine is ignored): the notebook's op list (fused QKV, QK, PV, O, FFN up/gate/down,
+  KV read/store), MACs, its units and integer chunk split, and its two estimators: simple (sum of
+  per-op max(MACs/rate, weight+KV bytes/BW)) and tiling (requests folded into M to square the output:
+  right for weights shared across tokens, wrong for per-request K/V, which it adds as a KV read).
+  --notebook-bugs keeps its defects (attention contracting over the hidden size, the GQA factor
+  dropped, the chunked decode attention's width); without it the same decomposition, fixed.
 
 machines: """
     + ", ".join(list_hardware())
@@ -101,7 +117,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--notebook-chunk",
         type=_notebook_chunk,
         metavar="IN:OUT",
-        help="chunked: split the --seq chunk the notebook's way for IN prompt / OUT output tokens",
+        help="chunked: split the --seq chunk the notebook's way for IN prompt / OUT output tokens "
+        "(with --notebook: its own // and int(IN/1.73) arithmetic)",
     )
     what.add_argument(
         "--engine",
@@ -125,7 +142,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     how.add_argument(
         "--hardware", required=True, help="machine name, or several separated by commas (case-insensitive)"
     )
-    how.add_argument("--estimator", type=str.lower, choices=ESTIMATORS, default="roofline")
+    how.add_argument(
+        "--estimator",
+        type=str.lower,
+        choices=ESTIMATORS,
+        help="default roofline (with --notebook: tiling; --notebook has simple and tiling)",
+    )
+    how.add_argument(
+        "--notebook",
+        action="store_true",
+        help="the researchers' notebook exactly: its decomposition, units, chunk split and estimators; "
+        "independent of --engine",
+    )
     how.add_argument("--calibration", metavar="YAML", help="per-op-class efficiency factors")
     how.add_argument(
         "--launch-floor", type=float, metavar="SECONDS", help="per-kernel floor (default: the machine's)"
@@ -133,7 +161,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     how.add_argument(
         "--notebook-bugs",
         action="store_true",
-        help="with --estimator tiling: the notebook's original attention dims (to reproduce old numbers)",
+        help="with --notebook: keep the notebook's defects; otherwise (--estimator tiling) layerlab's "
+        "older reading of its attention dims",
     )
 
     gem5 = parser.add_argument_group(
@@ -198,7 +227,8 @@ def _shape(args: argparse.Namespace) -> tuple[int | None, int, int, int | None]:
             raise InputError(
                 f"--notebook-chunk sets {', '.join(given)} itself from IN:OUT; drop {' and '.join(given)}"
             )
-        shape = notebook_chunk_shape(args.seq, *args.notebook_chunk)
+        split = notebook_split if getattr(args, "notebook", False) else notebook_chunk_shape
+        shape = split(args.seq, *args.notebook_chunk)
         return shape.seq, shape.context, shape.decode_tokens, shape.decode_context
     if phase != "chunked":
         for flag, value in (
@@ -260,9 +290,16 @@ def run(args: argparse.Namespace) -> int:
     seq, context, decode_tokens, decode_context = _shape(args)
     if context >= 0 and (seq or 0) >= 0:  # negatives get their own message from make_shapes
         _check_positions(model, args.phase, seq, context, decode_tokens, decode_context)
-    if args.notebook_bugs and args.estimator != "tiling":
+    if args.estimator is None:
+        args.estimator = "tiling" if args.notebook else "roofline"
+    if args.notebook and args.estimator not in NOTEBOOK_ESTIMATORS:
         raise InputError(
-            f"--notebook-bugs changes only the tiling estimator; add --estimator tiling "
+            f"--notebook has the notebook's estimators {' and '.join(NOTEBOOK_ESTIMATORS)}; "
+            f"--estimator {args.estimator} is layerlab's (drop --notebook for it)"
+        )
+    if args.notebook_bugs and not args.notebook and args.estimator != "tiling":
+        raise InputError(
+            f"--notebook-bugs changes only the tiling estimator; add --estimator tiling or --notebook "
             f"(--estimator is {args.estimator})"
         )
     if args.attention is not None and args.engine == "vllm":
@@ -290,6 +327,7 @@ def run(args: argparse.Namespace) -> int:
         calibration=calibration,
         launch_floor_s=args.launch_floor,
         notebook_bugs=args.notebook_bugs,
+        notebook=args.notebook,
     )
     captions = [c for c in (gem5_caption(m, args.gem5_version) for m in machines) if c]
     if args.plot:
@@ -322,7 +360,7 @@ def run(args: argparse.Namespace) -> int:
         total = table[table["op"] != "total"]
         row = table.iloc[0]
         title = (
-            f"{model.name} | {args.phase}, {step_text(row)} | {row['dtype']} | {args.engine} | {args.estimator} | "
+            f"{model.name} | {args.phase}, {step_text(row)} | {row['dtype']} | {'notebook' if args.notebook else args.engine} | {args.estimator} | "
             + ", ".join(
                 f"{m.name}: {total.loc[total['hardware'] == m.name, 't_est_s'].sum() * 1e6:.4g} µs"
                 for m in machines

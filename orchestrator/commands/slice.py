@@ -19,9 +19,12 @@ examples:
   layerlab slice kernel_trace.csv --layers 32 --format json
   layerlab slice m5out/debug.log --layers 16           # gem5 --debug-flags=GPUCommandProc,GPUKernelInfo
 
-The JSON form is {"steps": [{"kernels": [first, last], "layers": [[first, last], ...]}, ...],
-"confidence": c}, inclusive indices into the trace's launch order (for a gem5 trace: kernel
-indices). A trace must repeat one block exactly N times per step; otherwise slice refuses.
+The JSON form is {"steps": [{"kernels": [first, last], "layers": [[first, last], ...],
+"exact": [true, ...], "edges": [{"layer": i, "edge": "first"|"last", "similarity": s}, ...]},
+...], "confidence": c}, inclusive indices into the trace's launch order (for a gem5 trace: kernel
+indices). A trace must repeat one block exactly N times per step, or N-1 times (N-2) with the
+first or last layer (both) differing: such edge layers are aligned by best match to the block
+(exact false, listed in edges) and lower the confidence; otherwise slice refuses.
 """
 
 
@@ -57,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
     result = slice_kernels(trace.kernels, layers)
     rows = []
     for step_index, step in enumerate(result.steps):
+        edges = {edge.layer: edge.side for edge in step.edges}
         for layer_index, (first, last) in enumerate(step.layers):
             rows.append(
                 {
@@ -67,6 +71,8 @@ def run(args: argparse.Namespace) -> int:
                     "first_kernel": first,
                     "last_kernel": last,
                     "num_kernels": last - first + 1,
+                    "exact": layer_index not in edges,
+                    "edge": edges.get(layer_index),
                 }
             )
     frame = pd.DataFrame(rows)
