@@ -53,8 +53,8 @@ Reconstruction decisions (each with the arithmetic that pins it)
    KV read ops: bytes / (BW/clock); the KV store has no term (prefill S=8192 is exactly
    2,336,462,209,024 / 65,536 = 35,651,584 cycles although the store would add 228,432; the
    decode total matches to 0.01 cycle without the store's 7,139).
-   Prefill S=8192: every GEMM is all-free, tile 2508.3³: compute 240,7xx > A+B traffic
-   171,3xx cycles per tile → 35,651,584 ✓. Decode C=8448, B=256: linear M=256,
+   Prefill S=8192: every GEMM is all-free, tile 2508.3³: compute 240,795 > A+B traffic
+   171,327 cycles per tile → 35,651,584 ✓. Decode C=8448, B=256: linear M=256,
    x = √(256² + E) − 256 = 4352 − 256 = 4096 exactly, traffic (1 + 256/4096)·weights =
    3,155,267.7; attention folded to (256, 8448, 4096) and (256, 4096, 8448): 2 × 500,595.4;
    KV read 60,307,017.5; total 64,463,475.99 ✓ (64,463,476).

@@ -54,6 +54,7 @@ def test_demo_decode_on_gem5(capsys):
 
 def test_demo_prefill_with_plot(capsys, tmp_path):
     plot = tmp_path / "demo-out" / "roofline.png"
+    plot.parent.mkdir()  # as `make demo` does: --plot refuses a missing directory
     assert (
         main(
             [
