@@ -171,6 +171,7 @@ COMMANDS: dict[str, tuple[str, Argv]] = {
     "preflight": ("run", lambda p, r, o: ["preflight", str(p)]),
     "run": ("spec.yaml", lambda p, r, o: ["run", str(p), "--workspace", str(r / "ws"), "--quiet"]),
     "status": ("spec.yaml", lambda p, r, o: ["status", str(p), "--workspace", str(r / "ws")]),
+    "doctor --spec": ("spec.yaml", lambda p, r, o: ["doctor", "--spec", str(p)]),
     "cancel": ("spec.yaml", lambda p, r, o: ["cancel", str(p), "--workspace", str(r / "ws")]),
     "collect": ("spec.yaml", lambda p, r, o: ["collect", str(p), "--workspace", str(r / "ws"), "-o", str(o)]),
     "render --kernel": ("vmlinux", _render),

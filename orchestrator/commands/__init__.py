@@ -18,4 +18,5 @@ SUMMARIES: dict[str, str] = {
     "status": "states and results of an experiment's runs (exit 1 while any is not done)",
     "cancel": "stop an experiment's running runs (their process groups) and record them as cancelled",
     "collect": "the per-kernel tables of an experiment's sliced runs in one parquet file",
+    "doctor": "check what a real gem5 run needs here (binary, tree, KVM, perf, docker, image, disk)",
 }
