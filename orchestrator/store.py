@@ -169,3 +169,16 @@ class RunStore:
 
 def now() -> float:
     return time.time()
+
+
+def open_workspace(spec_path: str | Path, workspace: str | Path | None):  # -> (Experiment, Path, RunStore)
+    """The spec, its workspace and its store, for commands that read an experiment's runs."""
+    from foundation.errors import InputError
+    from orchestrator.conductor import default_workspace
+    from orchestrator.spec import load_spec
+
+    spec, _ = load_spec(spec_path)
+    folder = Path(workspace) if workspace else default_workspace(Path(spec_path), spec)
+    if not (folder / STORE_FILE).is_file():
+        raise InputError(f"{folder}: no runs yet (no {STORE_FILE}); `layerlab run {spec_path}` first")
+    return spec, folder, RunStore(folder)

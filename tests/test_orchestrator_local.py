@@ -79,6 +79,16 @@ def real_gem5_spec(tmp_path: Path) -> Path | None:
     return path
 
 
+def after_restore(event: dict):
+    """A scenario edit: ``event`` right after the boot checkpoint's weight upload (inside the census)."""
+
+    def edit(events: list[dict]) -> list[dict]:
+        at = next(i for i, e in enumerate(events) if e["type"] == "checkpoint") + 2
+        return [*events[:at], event, *events[at:]]
+
+    return edit
+
+
 def status(capsys, spec: Path) -> list[dict]:
     capsys.readouterr()
     main(["status", str(spec), "--json"])
@@ -149,11 +159,11 @@ double_only = pytest.mark.skipif(
 
 @double_only
 def test_a_hanging_run_is_killed_at_its_timeout(tmp_path: Path, capsys) -> None:
-    def hang(events):
-        at = next(i for i, e in enumerate(events) if e["type"] == "checkpoint") + 2
-        return [*events[:at], {"type": "sleep", "seconds": 600}, *events[at:]]
-
-    spec = make_spec(tmp_path, hang, **{"timeouts.census_s": 3, "backend.settings": {"grace_s": 1}})
+    spec = make_spec(
+        tmp_path,
+        after_restore({"type": "sleep", "seconds": 600}),
+        **{"timeouts.census_s": 3, "backend.settings": {"grace_s": 1}},
+    )
     start = time.perf_counter()
     assert main(["run", str(spec), "--quiet"]) == 1
     assert time.perf_counter() - start < 120
@@ -166,12 +176,8 @@ def test_a_hanging_run_is_killed_at_its_timeout(tmp_path: Path, capsys) -> None:
 
 @double_only
 def test_a_kvm_perf_panic_gets_its_digest_and_fix(tmp_path: Path, capsys) -> None:
-    def panic(events):
-        at = next(i for i, e in enumerate(events) if e["type"] == "checkpoint") + 2
-        message = "panic: PerfKvmCounter::attach failed (2)\nMemory Usage: 1234 KBytes"
-        return [*events[:at], {"type": "panic", "message": message}]
-
-    spec = make_spec(tmp_path, panic)
+    message = "panic: PerfKvmCounter::attach failed (2)\nMemory Usage: 1234 KBytes"
+    spec = make_spec(tmp_path, after_restore({"type": "panic", "message": message}))
     assert main(["run", str(spec), "--quiet"]) == 1
     census = next(r for r in status(capsys, spec) if r["kind"] == "census")
     assert census["state"] == "failed" and census["digest"]["cause"] == "kvm_perf"
@@ -202,11 +208,7 @@ def _census_state(spec: Path) -> str | None:
 
 @double_only
 def test_a_killed_orchestrator_loses_nothing(tmp_path: Path, capsys) -> None:
-    def slow(events):
-        at = next(i for i, e in enumerate(events) if e["type"] == "checkpoint") + 2
-        return [*events[:at], {"type": "sleep", "seconds": 6}, *events[at:]]
-
-    spec = make_spec(tmp_path, slow)
+    spec = make_spec(tmp_path, after_restore({"type": "sleep", "seconds": 6}))
     first = _conductor(spec)
     _wait_for(lambda: _census_state(spec) == "running")
     first.kill()  # the conductor dies; the census runs on in its own process group
@@ -220,11 +222,7 @@ def test_a_killed_orchestrator_loses_nothing(tmp_path: Path, capsys) -> None:
 
 @double_only
 def test_ctrl_c_cancels_running_runs(tmp_path: Path, capsys) -> None:
-    def slow(events):
-        at = next(i for i, e in enumerate(events) if e["type"] == "checkpoint") + 2
-        return [*events[:at], {"type": "sleep", "seconds": 300}, *events[at:]]
-
-    spec = make_spec(tmp_path, slow)
+    spec = make_spec(tmp_path, after_restore({"type": "sleep", "seconds": 300}))
     conductor = _conductor(spec)
     _wait_for(lambda: _census_state(spec) == "running")
     conductor.send_signal(signal.SIGINT)
@@ -260,11 +258,7 @@ def test_stale_outputs_of_another_render_are_moved_aside(tmp_path: Path, capsys)
 
 @double_only
 def test_cancel_from_another_process_and_collect(tmp_path: Path, capsys) -> None:
-    def slow(events):
-        at = next(i for i, e in enumerate(events) if e["type"] == "checkpoint") + 2
-        return [*events[:at], {"type": "sleep", "seconds": 300}, *events[at:]]
-
-    spec = make_spec(tmp_path, slow)
+    spec = make_spec(tmp_path, after_restore({"type": "sleep", "seconds": 300}))
     conductor = _conductor(spec)
     _wait_for(lambda: _census_state(spec) == "running")
     workspace = spec.parent / "runs" / "selftest"

@@ -31,17 +31,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import fnmatch
 
-    from foundation.errors import InputError
     from orchestrator.backends import make_backend
-    from orchestrator.conductor import default_workspace
-    from orchestrator.spec import load_spec
-    from orchestrator.store import STORE_FILE, RunStore, now
+    from orchestrator.store import now, open_workspace
 
-    spec, _ = load_spec(args.spec)
-    workspace = Path(args.workspace) if args.workspace else default_workspace(Path(args.spec), spec)
-    if not (workspace / STORE_FILE).is_file():
-        raise InputError(f"{workspace}: no runs (no {STORE_FILE})")
-    store = RunStore(workspace)
+    spec, _workspace, store = open_workspace(args.spec, args.workspace)
     backend = make_backend(spec.backend.kind, spec.backend.settings)
     cancelled = 0
     for record in store.all(spec.name):

@@ -37,16 +37,12 @@ def run(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from foundation.errors import InputError
-    from orchestrator.conductor import KERNELS_FILE, collect_run, default_workspace
+    from orchestrator.conductor import KERNELS_FILE, collect_run
     from orchestrator.output import dumps_json, write_output_with
-    from orchestrator.spec import load_spec
-    from orchestrator.store import STORE_FILE, RunStore
+    from orchestrator.store import open_workspace
 
-    spec, _ = load_spec(args.spec)
-    workspace = Path(args.workspace) if args.workspace else default_workspace(Path(args.spec), spec)
-    if not (workspace / STORE_FILE).is_file():
-        raise InputError(f"{workspace}: no runs yet (no {STORE_FILE}); `layerlab run {args.spec}` first")
-    records = [r for r in RunStore(workspace).all(spec.name) if r.kind == "slice" and r.state == "done"]
+    spec, workspace, store = open_workspace(args.spec, args.workspace)
+    records = [r for r in store.all(spec.name) if r.kind == "slice" and r.state == "done"]
     if not records:
         raise InputError(f"{args.spec}: no sliced run is done yet (see `layerlab status {args.spec}`)")
     tables = []
