@@ -543,7 +543,7 @@ def window_cycles(node: Node) -> float | None:
         params = read_params(node.plan.run_dir)
         machine = machine_of(params.gpu, params.machine.profile)
         spec = node.spec
-        step, layer, _module = node.plan.slice_at  # type: ignore[misc]
+        step, _layer, _module = node.plan.slice_at  # type: ignore[misc]
         prefill = step == 0 and spec.shapes.phases in ("prefill", "both")
         context = (
             spec.shapes.context
@@ -557,7 +557,7 @@ def window_cycles(node: Node) -> float | None:
             batch=spec.shapes.batch,
             seq=spec.shapes.prompt_len if prefill else None,
             context=spec.shapes.context if prefill else max(1, context),
-            layers=str(min(layer, 0)),
+            layers="0",  # the analytical model's decoder layers are all alike
         )
         return float(table["est_cycles"].sum())
     except Exception:  # a prediction is a convenience: never let it stop a run
