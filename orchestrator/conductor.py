@@ -511,22 +511,9 @@ class Conductor:
 def collect_run(run_dir: Path) -> Path:
     """The per-kernel table of a sliced run, joined with its census labels, as parquet."""
     from foundation import atomic
-    from foundation.rundir import SLICE_FILE
-    from stats_parsers import kernel_table
+    from reports.join import simulated_kernels
 
-    table = kernel_table(outdir_of(run_dir))
-    slice_path = run_dir / SLICE_FILE
-    if slice_path.is_file():
-        import pandas as pd
-
-        record = json.loads(slice_path.read_text(encoding="utf-8"))
-        labels = pd.DataFrame(record["kernels"]).rename(
-            columns={"step": "census_step", "layer": "census_layer", "module": "census_module"}
-        )
-        if not labels.empty and "kernel_index" in table:
-            table = table.merge(labels, on="kernel_index", how="left")
-        table["run_id"] = record["run_id"]
-        table["census_run_id"] = record["census_run_id"]
+    table = simulated_kernels(run_dir)
     target = run_dir / KERNELS_FILE
     atomic.write_with(target, lambda tmp: table.to_parquet(tmp, index=False))
     return target
