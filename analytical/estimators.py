@@ -83,7 +83,9 @@ def _hardware_arrays(hardware: Sequence[HardwareSpec]) -> dict[str, np.ndarray]:
     }
 
 
-def _tile_sides(m: np.ndarray, n: np.ndarray, k: np.ndarray, elems: np.ndarray) -> tuple[np.ndarray, ...]:
+def tile_sides(
+    m: np.ndarray, n: np.ndarray, k: np.ndarray, elems: np.ndarray | float, whole: bool = True
+) -> tuple[np.ndarray, ...]:
     """Tile (tm, tn, tk) whose A, B and C tiles fill ``elems`` cache elements.
 
     The capacity tm·tk + tk·tn + tm·tn is symmetric in the three sides, so sort the dims:
@@ -103,7 +105,8 @@ def _tile_sides(m: np.ndarray, n: np.ndarray, k: np.ndarray, elems: np.ndarray) 
     t2 = np.where(all_free, x0, np.where(one_fixed, x1, d2))
     t3 = np.where(all_free, x0, np.where(one_fixed, x1, x2))
     tiles = np.stack([np.minimum(t1, d1), np.minimum(t2, d2), np.minimum(t3, d3)], axis=1)
-    tiles = np.maximum(np.floor(tiles), 1.0)
+    if whole:  # a real kernel's tiles are whole elements; the notebook kept fractional ones
+        tiles = np.maximum(np.floor(tiles), 1.0)
     out = np.empty_like(tiles)
     np.put_along_axis(out, order, tiles, axis=1)
     return out[:, 0], out[:, 1], out[:, 2]
@@ -118,7 +121,7 @@ def _tiling_traffic(m, n, k, g, elem_bytes, cache_bytes):
     elems = np.maximum(cache_bytes / elem_bytes, 3.0)  # (h, n)
     shape = elems.shape
     mm, nn, kk = (np.broadcast_to(x, shape).ravel() for x in (m, n, k))
-    tm, tn, _ = (t.reshape(shape) for t in _tile_sides(mm, nn, kk, elems.ravel()))
+    tm, tn, _ = (t.reshape(shape) for t in tile_sides(mm, nn, kk, elems.ravel()))
     per_gemm = m * k * np.ceil(n / tn) + k * n * np.ceil(m / tm) + m * n
     return per_gemm * g * elem_bytes
 

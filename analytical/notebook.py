@@ -301,23 +301,11 @@ def notebook_ops(model: ModelConfig, shape: NotebookShape, dtype: str, bugs: boo
 def notebook_tiles(
     m: np.ndarray, n: np.ndarray, k: np.ndarray, elems: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Tile sides (tm, tn, tk) as the notebook sized them (decision 4), fractional, clipped."""
-    dims = np.stack([m, n, k], axis=1).astype(float)
-    order = np.argsort(dims, axis=1)
-    s = np.take_along_axis(dims, order, axis=1)
-    d1, d2 = s[:, 0], s[:, 1]
-    x0 = math.sqrt(elems / 3.0)
-    x1 = np.sqrt(d1 * d1 + elems) - d1
-    x2 = (elems - d1 * d2) / np.maximum(d1 + d2, 1.0)
-    all_free = d1 >= x0
-    one_fixed = ~all_free & (d2 >= x1)
-    t1 = np.where(all_free, x0, d1)
-    t2 = np.where(all_free, x0, np.where(one_fixed, x1, d2))
-    t3 = np.where(all_free, x0, np.where(one_fixed, x1, x2))
-    tiles = np.minimum(np.stack([t1, t2, t3], axis=1), s)
-    out = np.empty_like(tiles)
-    np.put_along_axis(out, order, tiles, axis=1)
-    return out[:, 0], out[:, 1], out[:, 2]
+    """Tile sides (tm, tn, tk) as the notebook sized them (decision 4): fractional, clipped."""
+    from analytical.estimators import tile_sides
+
+    tm, tn, tk = tile_sides(m.astype(float), n.astype(float), k.astype(float), elems, whole=False)
+    return tm, tn, tk
 
 
 def notebook_simple(ops: pd.DataFrame, part: NotebookPart) -> np.ndarray:

@@ -258,15 +258,11 @@ class Conductor:
                 break
             if not self._ready(node):
                 continue
-            if len(self.running) >= self.jobs and not self._complete_on_disk(node):
+            if len(self.running) >= self.jobs:
                 break
             progressed = True
             self._start(node)
         return progressed
-
-    def _complete_on_disk(self, node: Node) -> bool:
-        """Would this node be skipped (resume)? Lets admission pass over finished runs."""
-        return False
 
     def _record(self, node: Node, run_id: str) -> RunRecord:
         record = self.store.get(run_id)

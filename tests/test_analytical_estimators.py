@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from analytical.catalog import get_hardware
-from analytical.estimators import ESTIMATORS, _tile_sides, estimate, naive_roofline
+from analytical.estimators import ESTIMATORS, estimate, naive_roofline, tile_sides
 from analytical.notebook import notebook_chunk_shape
 from analytical.ops import build_ops, layer_op_table, make_shapes
 from analytical.pipeline import estimate_layer
@@ -86,17 +86,17 @@ def test_estimator_selection_and_launch_floor():
         estimate_layer(L1B, MI300X, "decode", context=256, estimator="rooflin")
 
 
-def test_tile_sides_fill_the_cache():
+def testtile_sides_fill_the_cache():
     big = np.array([1e5])
-    tm, tn, tk = _tile_sides(big, big, big, np.array([3 * 100.0**2]))
+    tm, tn, tk = tile_sides(big, big, big, np.array([3 * 100.0**2]))
     assert (tm[0], tn[0], tk[0]) == (100, 100, 100)
     # one small dim f: x² + 2fx = E
     f, elems = 4.0, 10_000.0
-    tm, tn, tk = _tile_sides(np.array([f]), big, big, np.array([elems]))
+    tm, tn, tk = tile_sides(np.array([f]), big, big, np.array([elems]))
     x = np.sqrt(f * f + elems) - f
     assert tm[0] == f and tn[0] == np.floor(x) and tk[0] == np.floor(x)
     # two small dims: the rest of the cache over their sum
-    tm, tn, tk = _tile_sides(np.array([4.0]), np.array([8.0]), big, np.array([1000.0]))
+    tm, tn, tk = tile_sides(np.array([4.0]), np.array([8.0]), big, np.array([1000.0]))
     assert tk[0] == np.floor((1000 - 32) / 12)
 
 
