@@ -26,10 +26,12 @@ demo: setup
 	$(BIN)/layerlab estimate --model llama-3.2-1b --hardware gem5-mi300x --phase decode --batch 1 --context 1024
 	$(BIN)/layerlab estimate --model llama-3.2-1b --hardware mi300x --phase prefill --seq 512 --format table --plot "$(DEMO_OUT)/roofline.png"
 
-# Host tools the tests use for real (e2fsprogs, sfdisk, sgdisk for the disk-image stage); installs
-# only what is missing.
+# Host tools and services the tests use for real: e2fsprogs, sfdisk, sgdisk for the disk-image
+# stage; dockerd, sshd, Slurm + munge for the backends (packages only: the tests start and stop
+# their own daemons). Installs only what is missing.
 tools:
 	@bash .ci/install-image-tools.sh
+	@bash .ci/install-services.sh
 
 # pytest's exit code 5 (nothing collected) is a failure here, as it should be for CI.
 test: setup tools

@@ -3,7 +3,7 @@
 #   e2fsprogs  debugfs, e2fsck, resize2fs, mke2fs (rootless filesystem access, grow, test images)
 #   fdisk      sfdisk (MBR/GPT read and edit)      gdisk  sgdisk (GPT: move the backup header)
 #   fuse2fs    rootless mount, where the distribution has it
-#   (docker.io and busybox-static: with the Docker path of the image stage, not yet built)
+#   (docker.io, busybox-static: .ci/install-services.sh)
 # Idempotent and quiet: installs only what is missing; needs root (or sudo).
 set -euo pipefail
 SUDO=""

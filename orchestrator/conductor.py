@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -144,7 +143,10 @@ class Conductor:
         self.progress = progress or (lambda *args: None)
         from orchestrator.backends import make_backend
 
-        self.backend = make_backend(self.spec.backend.kind, self.spec.backend.settings)
+        self.backend = make_backend(self.spec.backend.kind, self.spec.backend.settings, self.workspace)
+        capacity = getattr(self.backend, "capacity", None)
+        #: (CPUs, memory GiB) that runs at once may reserve; None: the backend admits on its own.
+        self.capacity: tuple[float, float] | None = capacity() if capacity else None
         self.nodes: list[Node] = []
         self.running: dict[str, Node] = {}
         self.done_this_call: set[str] = set()
@@ -165,12 +167,11 @@ class Conductor:
         return nodes
 
     def _env(self, spec: Experiment) -> dict[str, str]:
-        env = dict(os.environ)
-        for key, value in spec.gem5.env.items():
-            env[key] = os.path.expandvars(value).replace("{spec_dir}", str(self.base))
-        # The local backend runs run.sh, whose gem5 (or test double) may need this interpreter.
-        env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-        return env
+        """The experiment's own variables only; each backend adds what its host needs."""
+        return {
+            key: os.path.expandvars(value).replace("{spec_dir}", str(self.base))
+            for key, value in spec.gem5.env.items()
+        }
 
     # -- rendering
     def _render(self, node: Node) -> str:
@@ -227,6 +228,7 @@ class Conductor:
         finally:
             signal.signal(signal.SIGINT, previous)
             signal.signal(signal.SIGTERM, term)
+            self.close()
         records = [self.store.get(n.run_id) for n in self._all() if n.run_id]
         return 0 if records and all(r is not None and r.state == "done" for r in records) else 1
 
@@ -258,11 +260,22 @@ class Conductor:
                 break
             if not self._ready(node):
                 continue
-            if len(self.running) >= self.jobs:
+            if len(self.running) >= self.jobs or not self._admits(node):
                 break
             progressed = True
             self._start(node)
         return progressed
+
+    def _admits(self, node: Node) -> bool:
+        """Admission by the CPUs and memory each run reserves (``backend.cpus_per_run``,
+        ``mem_gib_per_run``); one run is always admitted, however large, so nothing starves."""
+        if self.capacity is None or not self.running:
+            return True
+        cpus, mem = self.capacity
+        want = node.spec.backend
+        used_cpus = sum(n.spec.backend.cpus_per_run for n in self.running.values())
+        used_mem = sum(n.spec.backend.mem_gib_per_run for n in self.running.values())
+        return used_cpus + want.cpus_per_run <= cpus and used_mem + want.mem_gib_per_run <= mem
 
     def _record(self, node: Node, run_id: str) -> RunRecord:
         record = self.store.get(run_id)
@@ -383,14 +396,22 @@ class Conductor:
         self.progress(node.plan.label, kernels, record.expected_kernels, tick, False)
         polled = self.backend.poll(record.handle)
         if polled.state == "running":
+            self.backend.fetch(record.handle, node.plan.run_dir)  # the events file, for progress
             return False
         del self.running[record.run_id]
+        self.backend.fetch(record.handle, node.plan.run_dir)
         self.progress(node.plan.label, kernels, record.expected_kernels, tick, True)
-        self._finish(node, record, polled.exit_code, polled.timed_out)
+        self._finish(node, record, polled.exit_code, polled.timed_out, detail=polled.detail)
         return True
 
     def _finish(
-        self, node: Node, record: RunRecord, exit_code: int | None, timed_out: bool, resumed: bool = False
+        self,
+        node: Node,
+        record: RunRecord,
+        exit_code: int | None,
+        timed_out: bool,
+        resumed: bool = False,
+        detail: str | None = None,
     ) -> None:
         from orchestrator.failures import digest
 
@@ -421,7 +442,9 @@ class Conductor:
             self.report(f"{node.plan.label}: done" + (" (outputs already complete)" if resumed else ""))
             return
         fields["state"] = "timed_out" if timed_out else "failed"
-        fields["digest"] = digest(run_dir, outdir, exit_code, end, node.spec.gem5.profile, timed_out)
+        fields["digest"] = digest(
+            run_dir, outdir, exit_code, end, node.spec.gem5.profile, timed_out, backend_detail=detail
+        )
         self.store.update(record.run_id, **fields)
         self.report(
             f"{node.plan.label}: {fields['state']}: {fields['digest']['cause']}: {fields['digest']['detail']}"
@@ -502,6 +525,11 @@ class Conductor:
             self.store.update(run_id, state="cancelled", ended_at=now(), exit_cause="cancelled by the user")
             self.report(f"{node.plan.label}: cancelled")
         self.running.clear()
+
+    def close(self) -> None:
+        close = getattr(self.backend, "close", None)
+        if close is not None:
+            close()
 
 
 def collect_run(run_dir: Path) -> Path:

@@ -61,14 +61,28 @@ def digest(
     end: dict[str, Any] | None,
     profile: str | None = None,
     timed_out: bool = False,
+    backend_detail: str | None = None,
 ) -> dict[str, Any]:
-    """The failure digest of one run (``cause``, ``detail``, ``hint``, ``evidence``)."""
+    """The failure digest of one run (``cause``, ``detail``, ``hint``, ``evidence``).
+
+    ``backend_detail`` is the backend's own word on how the run ended when it explains the end
+    (a Slurm job cancelled from outside, a container killed for memory, a vanished job): it is
+    structured, so it comes before the log patterns.
+    """
     if timed_out:
         return {
             "cause": "timeout",
             "detail": "the run passed its deadline and was killed",
             "hint": "raise timeouts.* in the spec, or simulate a smaller window",
             "evidence": None,
+        }
+    if backend_detail:
+        return {
+            "cause": "backend",
+            "detail": backend_detail,
+            "hint": "the backend ended the run (or lost it) before gem5 finished; "
+            "`layerlab run --retry-failed` runs it again",
+            "evidence": "logs/backend.json",
         }
     texts = {str(p.relative_to(run_dir)): _tail(p) for g in _LOG_GLOBS for p in sorted(run_dir.glob(g))}
     for rule in patterns():

@@ -1,21 +1,44 @@
 """Where runs execute. One small interface (``Backend``: submit, poll, cancel, fetch) and one
-module per kind; the conductor knows nothing else about a backend. This wave: ``local``."""
+module per kind; the conductor knows nothing else about a backend.
+
+Each backend takes its settings (the spec's ``backend.settings``) as keyword arguments, plus
+``workspace`` (the experiment's workspace folder, where it may keep state), and refuses unknown
+or malformed settings with an ``InputError`` naming ``backend.settings.<key>``.
+"""
 
 from __future__ import annotations
 
+import importlib
+from pathlib import Path
+from typing import Any
+
 from orchestrator.backends.base import Backend, Poll
 
+#: kind → (module, class). Imported only when used: the docker SDK and fabric are slow to import.
+KINDS: dict[str, tuple[str, str]] = {
+    "local": ("orchestrator.backends.local", "LocalBackend"),
+    "docker": ("orchestrator.backends.docker", "DockerBackend"),
+    "ssh": ("orchestrator.backends.ssh", "SshBackend"),
+    "slurm": ("orchestrator.backends.slurm", "SlurmBackend"),
+}
 
-def make_backend(kind: str, settings: dict | None = None) -> Backend:
+
+def make_backend(kind: str, settings: dict[str, Any] | None = None, workspace: Path | None = None) -> Backend:
+    """The backend of ``kind`` with the spec's settings; ``workspace`` is where it may keep state."""
     from foundation.errors import InputError
 
-    if kind == "local":
-        from orchestrator.backends.local import LocalBackend
+    if kind not in KINDS:
+        raise InputError(f"backend.kind: {kind!r} is not one of {', '.join(KINDS)}")
+    module_name, class_name = KINDS[kind]
+    cls = getattr(importlib.import_module(module_name), class_name)
+    options = dict(settings or {})
+    if "workspace" in options:
+        raise InputError("backend.settings.workspace: not a setting (the workspace is the experiment's)")
+    try:
+        return cls(workspace=workspace, **options)
+    except TypeError as exc:
+        # An unknown keyword: name it the way the spec spells it.
+        raise InputError(f"backend.settings: {exc}".replace("__init__()", kind)) from None
 
-        return LocalBackend(**(settings or {}))
-    raise InputError(
-        f"backend.kind: {kind!r} is not available yet (this release runs 'local'; docker, ssh and slurm follow)"
-    )
 
-
-__all__ = ["Backend", "Poll", "make_backend"]
+__all__ = ["KINDS", "Backend", "Poll", "make_backend"]

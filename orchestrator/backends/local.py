@@ -15,6 +15,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -35,7 +36,7 @@ def _proc_start(pid: int) -> str | None:
 class LocalBackend:
     name = "local"
 
-    def __init__(self, grace_s: float = GRACE_S) -> None:
+    def __init__(self, grace_s: float = GRACE_S, workspace: Path | None = None) -> None:
         self.grace_s = float(grace_s)
         self._children: dict[int, subprocess.Popen] = {}
         self._meta: dict[int, dict] = {}
@@ -47,11 +48,14 @@ class LocalBackend:
         run_dir = run_dir.resolve()
         logs = run_dir / "logs"
         logs.mkdir(exist_ok=True)
+        full_env = {**os.environ, **env}
+        # run.sh's gem5 (or the test double) may need this interpreter's environment.
+        full_env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
         with (logs / "backend.out").open("ab") as out, (logs / "backend.err").open("ab") as err:
             proc = subprocess.Popen(
                 [str(run_dir / "run.sh")],
                 cwd=run_dir,
-                env=env,
+                env=full_env,
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=err,
@@ -128,3 +132,17 @@ class LocalBackend:
 
     def fetch(self, handle: str, run_dir: Path) -> None:
         return None  # the run wrote into run_dir itself
+
+    def capacity(self) -> tuple[float, float]:
+        """This machine's CPUs and available memory (GiB): what runs at once may take."""
+        return float(os.cpu_count() or 1), _mem_available_gib()
+
+
+def _mem_available_gib() -> float:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) / (1024 * 1024)
+    except OSError:
+        pass
+    return float("inf")

@@ -34,8 +34,8 @@ def run(args: argparse.Namespace) -> int:
     from orchestrator.backends import make_backend
     from orchestrator.store import now, open_workspace
 
-    spec, _workspace, store = open_workspace(args.spec, args.workspace)
-    backend = make_backend(spec.backend.kind, spec.backend.settings)
+    spec, workspace, store = open_workspace(args.spec, args.workspace)
+    backend = make_backend(spec.backend.kind, spec.backend.settings, workspace)
     cancelled = 0
     for record in store.all(spec.name):
         if record.state not in ("running", "queued") or (
@@ -52,6 +52,9 @@ def run(args: argparse.Namespace) -> int:
         )
         print(f"cancelled {record.label} ({record.run_id})")
         cancelled += 1
+    close = getattr(backend, "close", None)
+    if close is not None:
+        close()
     if not cancelled:
         print("nothing running")
     return 0
