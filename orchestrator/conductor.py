@@ -143,7 +143,12 @@ class Conductor:
         self.progress = progress or (lambda *args: None)
         from orchestrator.backends import make_backend
 
-        self.backend = make_backend(self.spec.backend.kind, self.spec.backend.settings, self.workspace)
+        self.backend = make_backend(
+            self.spec.backend.kind,
+            self.spec.backend.settings,
+            self.workspace,
+            (self.spec.backend.cpus_per_run, self.spec.backend.mem_gib_per_run),
+        )
         capacity = getattr(self.backend, "capacity", None)
         #: (CPUs, memory GiB) that runs at once may reserve; None: the backend admits on its own.
         self.capacity: tuple[float, float] | None = capacity() if capacity else None

@@ -2,7 +2,8 @@
 module per kind; the conductor knows nothing else about a backend.
 
 Each backend takes its settings (the spec's ``backend.settings``) as keyword arguments, plus
-``workspace`` (the experiment's workspace folder, where it may keep state), and refuses unknown
+``workspace`` (the experiment's workspace folder, where it may keep state) and ``resources``
+(``backend.cpus_per_run``, ``backend.mem_gib_per_run``), and refuses unknown
 or malformed settings with an ``InputError`` naming ``backend.settings.<key>``.
 """
 
@@ -23,8 +24,14 @@ KINDS: dict[str, tuple[str, str]] = {
 }
 
 
-def make_backend(kind: str, settings: dict[str, Any] | None = None, workspace: Path | None = None) -> Backend:
-    """The backend of ``kind`` with the spec's settings; ``workspace`` is where it may keep state."""
+def make_backend(
+    kind: str,
+    settings: dict[str, Any] | None = None,
+    workspace: Path | None = None,
+    resources: tuple[int, float] = (1, 4.0),
+) -> Backend:
+    """The backend of ``kind`` with the spec's settings; ``workspace`` is where it may keep state;
+    ``resources`` is what one run reserves, (CPUs, memory GiB), for a scheduler to ask for."""
     from foundation.errors import InputError
 
     if kind not in KINDS:
@@ -32,10 +39,11 @@ def make_backend(kind: str, settings: dict[str, Any] | None = None, workspace: P
     module_name, class_name = KINDS[kind]
     cls = getattr(importlib.import_module(module_name), class_name)
     options = dict(settings or {})
-    if "workspace" in options:
-        raise InputError("backend.settings.workspace: not a setting (the workspace is the experiment's)")
+    for reserved in ("workspace", "resources"):
+        if reserved in options:
+            raise InputError(f"backend.settings.{reserved}: not a setting (it comes from the experiment)")
     try:
-        return cls(workspace=workspace, **options)
+        return cls(workspace=workspace, resources=resources, **options)
     except TypeError as exc:
         # An unknown keyword: name it the way the spec spells it.
         raise InputError(f"backend.settings: {exc}".replace("__init__()", kind)) from None

@@ -36,7 +36,12 @@ def _proc_start(pid: int) -> str | None:
 class LocalBackend:
     name = "local"
 
-    def __init__(self, grace_s: float = GRACE_S, workspace: Path | None = None) -> None:
+    def __init__(
+        self,
+        grace_s: float = GRACE_S,
+        workspace: Path | None = None,
+        resources: tuple[int, float] = (1, 4.0),
+    ) -> None:
         self.grace_s = float(grace_s)
         self._children: dict[int, subprocess.Popen] = {}
         self._meta: dict[int, dict] = {}

@@ -35,7 +35,12 @@ def run(args: argparse.Namespace) -> int:
     from orchestrator.store import now, open_workspace
 
     spec, workspace, store = open_workspace(args.spec, args.workspace)
-    backend = make_backend(spec.backend.kind, spec.backend.settings, workspace)
+    backend = make_backend(
+        spec.backend.kind,
+        spec.backend.settings,
+        workspace,
+        (spec.backend.cpus_per_run, spec.backend.mem_gib_per_run),
+    )
     cancelled = 0
     for record in store.all(spec.name):
         if record.state not in ("running", "queued") or (
