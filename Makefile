@@ -21,10 +21,11 @@ setup: $(STAMP)
 # DEMO_OUT: where the demo writes its chart (the README test points it at a temporary folder).
 DEMO_OUT ?= demo-out
 
+# The main job (orchestrator/demo.py): the default layer's estimate and chart, the quick-start
+# experiment's plan (preflighted), then that experiment on gem5 when `layerlab doctor` passes, else
+# the pipeline self-test on the gem5 test double, its report, and what a real run still needs.
 demo: setup
-	@mkdir -p "$(DEMO_OUT)"
-	$(BIN)/layerlab estimate --model llama-3.2-1b --hardware gem5-mi300x --phase decode --batch 1 --context 1024
-	$(BIN)/layerlab estimate --model llama-3.2-1b --hardware mi300x --phase prefill --seq 512 --format table --plot "$(DEMO_OUT)/roofline.png"
+	$(BIN)/layerlab demo --out "$(DEMO_OUT)"
 
 # Host tools and services the tests use for real: e2fsprogs, sfdisk, sgdisk for the disk-image
 # stage; dockerd, sshd, Slurm + munge for the backends (packages only: the tests start and stop

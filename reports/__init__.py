@@ -1,4 +1,4 @@
 """Reports: join simulated kernels with analytical ops into error tables and plots.
 
-Arrives with the reports issue.
+The report stage: join, metrics, tables, plots, pages, extrapolation, hardware comparison.
 """

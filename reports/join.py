@@ -21,12 +21,44 @@ import pandas as pd
 from foundation.errors import InputError
 from foundation.rundir import SLICE_FILE, outdir_of
 
+#: Kernel tables already built in this process, by the signature of the files they come from: a
+#: report reads each run's table several times (tables, extrapolation), and parsing stats.txt and
+#: config.ini is most of its cost.
+_MEMO: dict[tuple, pd.DataFrame] = {}
+_MEMO_SIZE = 32
+
+
+def _signature(folder: Path) -> tuple | None:
+    from foundation.rundir import EVENTS_FILENAME
+
+    outdir = outdir_of(folder)
+    parts: list[object] = [str(folder.resolve())]
+    for path in (outdir / "stats.txt", outdir / "config.ini", outdir / EVENTS_FILENAME, folder / SLICE_FILE):
+        try:
+            info = path.stat()
+        except OSError:
+            return None  # let kernel_table say what is missing
+        parts.append((info.st_size, info.st_mtime_ns, info.st_ino))
+    return tuple(parts)
+
 
 def simulated_kernels(run_dir: str | Path) -> pd.DataFrame:
     """The per-kernel table of a sliced run with each kernel's census labels (step, layer, module)."""
+    folder = Path(run_dir)
+    key = _signature(folder)
+    if key is not None and key in _MEMO:
+        return _MEMO[key].copy()
+    table = _simulated_kernels(folder)
+    if key is not None:
+        if len(_MEMO) >= _MEMO_SIZE:
+            _MEMO.pop(next(iter(_MEMO)))
+        _MEMO[key] = table.copy()
+    return table
+
+
+def _simulated_kernels(folder: Path) -> pd.DataFrame:
     from stats_parsers import kernel_table
 
-    folder = Path(run_dir)
     table = kernel_table(outdir_of(folder))
     record_path = folder / SLICE_FILE
     if record_path.is_file():
@@ -55,7 +87,6 @@ def estimated_ops(run_dir: str | Path, estimator: str = "roofline") -> pd.DataFr
     from analytical.hardware import machine_of
     from analytical.pipeline import estimate_layer
     from gem5_configs.render import read_params
-    from workloads.models import load_model_config
 
     folder = Path(run_dir)
     params = read_params(folder)
@@ -63,20 +94,22 @@ def estimated_ops(run_dir: str | Path, estimator: str = "roofline") -> pd.DataFr
     if not record_path.is_file():
         raise InputError(f"{folder}: no {SLICE_FILE} (join needs a run sliced from a census)")
     record = json.loads(record_path.read_text(encoding="utf-8"))
-    args = _driver_args(list(params.workload.guest_command))
-    model = load_model_config(Path(args.config).stem)
-    step = int(record["step"])
-    prefill = step == 0 and args.phases in ("prefill", "both")
-    past = args.context + (args.prompt_len if args.phases == "both" else 0) + max(0, step - 1)
+    _driver_args(list(params.workload.guest_command))  # only the layer driver, said clearly
+    from reports.extrapolate import driver_plan
+
+    # The driver's own run order: warm-up steps, prefill, decode contexts C, C+1, ...
+    plan = driver_plan(params.workload.guest_command)
+    entry = plan.step(int(record["step"]))
+    prefill = entry["phase"] != "decode"
     machine = machine_of(params.gpu, params.machine.profile)
     return estimate_layer(
-        model,
+        plan.model,
         machine,
         "prefill" if prefill else "decode",
-        batch=args.batch,
-        seq=args.prompt_len if prefill else None,
-        context=args.context if prefill else max(1, past),
-        dtype=args.dtype,
+        batch=plan.batch,
+        seq=entry["tokens"] if prefill else None,
+        context=entry["context"] if prefill else max(1, entry["context"]),
+        dtype=plan.dtype,
         layers="0",
         estimator=estimator,
     )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 
 def _pairs(estimate: Sequence[float], reference: Sequence[float]) -> list[tuple[float, float]]:
@@ -65,3 +66,36 @@ def summary(estimate: Sequence[float], reference: Sequence[float]) -> dict[str, 
         "within_10pct": within(estimate, reference, 10),
         "within_20pct": within(estimate, reference, 20),
     }
+
+
+SUMMARY_COLUMNS = (
+    "level",
+    "estimator",
+    "op_class",
+    "pairs",
+    "mape_pct",
+    "pearson",
+    "nrmse",
+    "within_10pct",
+    "within_20pct",
+)
+
+
+def agreement_table(ops: Any, layers: Any, estimators: Sequence[str]) -> Any:
+    """The metrics of ``summary`` per estimator: over matched op/role rows (all, then per op class)
+    and over whole layers (one pair per run). ``ops``/``layers``: report tables with
+    ``sim_cycles`` and ``est_cycles_<estimator>``; ``ops`` with ``matched`` and ``op_class``."""
+    import pandas as pd
+
+    rows = []
+    matched = ops[ops["matched"].astype(bool)]
+    classes = sorted(matched["op_class"].dropna().astype(str).unique())
+    for estimator in estimators:
+        column = f"est_cycles_{estimator}"
+        groups = [("all", matched)] + [(c, matched[matched["op_class"].astype(str) == c]) for c in classes]
+        for op_class, group in groups:
+            values = summary(group[column].tolist(), group["sim_cycles"].tolist())
+            rows.append({"level": "op", "estimator": estimator, "op_class": op_class, **values})
+        values = summary(layers[column].tolist(), layers["sim_cycles"].tolist())
+        rows.append({"level": "layer", "estimator": estimator, "op_class": "all", **values})
+    return pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))

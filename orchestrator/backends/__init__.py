@@ -46,7 +46,9 @@ def make_backend(
         return cls(workspace=workspace, resources=resources, **options)
     except TypeError as exc:
         # An unknown keyword: name it the way the spec spells it.
-        raise InputError(f"backend.settings: {exc}".replace("__init__()", kind)) from None
+        import re
+
+        raise InputError("backend.settings: " + re.sub(r"[\w.]+\.__init__\(\)", kind, str(exc))) from None
 
 
 __all__ = ["KINDS", "Backend", "Poll", "make_backend"]

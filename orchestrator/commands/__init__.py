@@ -18,5 +18,9 @@ SUMMARIES: dict[str, str] = {
     "status": "states and results of an experiment's runs (exit 1 while any is not done)",
     "cancel": "stop an experiment's running runs (their process groups) and record them as cancelled",
     "collect": "the per-kernel tables of an experiment's sliced runs in one parquet file",
+    "report": "gem5 cycles vs the analytical model: HTML page, Markdown summary, CSV/parquet tables, PNG charts",
+    "calibrate": "fit per-op-class calibration factors from sliced runs, a spec or report tables "
+    "(the YAML `estimate --calibration` reads)",
     "doctor": "check what a real gem5 run needs here (binary, tree, KVM, perf, docker, image, disk)",
+    "demo": "the main job: the default layer's estimate, the quick-start plan, then gem5 or the self-test",
 }
