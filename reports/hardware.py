@@ -21,6 +21,10 @@ Tables (columns are stable; times in seconds):
 ``fit_rows``          per role: op class and the estimator's compute and memory sides beside the
                       source's time, the rows ``analytical.calibration.fit_calibration`` fits.
 
+``layerlab report --measured`` uses the rest of this module: ``load_measured`` (the trace, its
+marker table, every check before the report writes a byte), ``check_workload`` (the same model,
+shapes and step as a sliced run) and ``slice_kernels``; ``reports.tables`` joins them per role.
+
 Kernel indices of a profiled trace count from the first profiled kernel (``--profile`` records
 the steps only), not from the process start like gem5's census; joins are on roles, never on
 indices.
@@ -32,6 +36,7 @@ import csv
 import gzip
 import json
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -164,8 +169,15 @@ def _marker_labels(trace: Any, marker_table: str | Path | None) -> pd.DataFrame 
     if not any(mk.parse_profiler_name(span.name) is not None for span in trace.spans):
         return None
     with tempfile.TemporaryDirectory(prefix="layerlab-trace-") as folder:
-        census.write_events(folder, census.events_from_trace(trace))
-        kernel_map = census.build_kernel_map(folder, marker_table)
+        events = census.write_events(folder, census.events_from_trace(trace))
+        try:
+            kernel_map = census.build_kernel_map(folder, marker_table)
+        except InputError as exc:  # the census names its side-file: here a temp copy of the markers
+            detail = str(exc).removeprefix(f"{events}: ").replace(str(events), "the trace's markers")
+            detail = detail.replace("side-file", "trace").split("; was exit_on_work_items")[0]
+            raise InputError(
+                f"{trace.path}: its layerlab markers do not match the marker table {marker_table} ({detail})"
+            ) from None
     return kernel_map.kernels
 
 
@@ -430,3 +442,251 @@ def calibrated_s(rows: pd.DataFrame, factors: Any) -> np.ndarray:
     """The calibrated roofline of fit rows: max(compute / compute factor, memory / bandwidth factor)."""
     eff_c, eff_b = factors.arrays(rows["op_class"].astype(str).to_numpy())
     return np.maximum(rows["t_compute_s"].to_numpy(float) / eff_c, rows["t_memory_s"].to_numpy(float) / eff_b)
+
+
+# -- the measured side of `layerlab report` -----------------------------------------------------
+# A report joins a trace only when it is the same workload as the runs beside it (same model
+# shapes, batch, dtype, and the same step in the driver's run order), so everything that can be
+# wrong with a trace is found here, before the report writes anything, and every error names it.
+
+#: What every table, chart and page built from a CPU trace says about its times.
+CPU_WARNING = "measured on a CPU, not a GPU"
+#: The shape facts of a model that two runs of the layer driver must share to be one workload.
+_MODEL_FIELDS = (
+    "family", "hidden_size", "intermediate_size", "num_attention_heads", "num_key_value_heads",
+    "head_dim", "norm", "activation", "gated_mlp", "attention_bias", "mlp_bias",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Measured:
+    """One profiler trace of the ``layer`` driver, labelled by its own markers, and its plan."""
+
+    trace: Path
+    marker_table: Path
+    label: str
+    kernels: pd.DataFrame  # measured_kernels
+    plan: Any  # reports.extrapolate.DriverPlan of the traced command
+    device: str
+
+    @property
+    def cpu(self) -> bool:
+        return bool((self.kernels["source"] == "hardware-cpu").all())
+
+    @property
+    def source(self) -> str:
+        """The ``measured_source`` of every row: a CPU trace says it is not a GPU's."""
+        if self.cpu:
+            return f"hardware-cpu ({CPU_WARNING})"
+        return f"hardware-gpu ({self.device})"
+
+    @property
+    def where(self) -> str:
+        """Where the times were measured, in words a title can carry."""
+        return CPU_WARNING if self.cpu else f"measured on {self.device}"
+
+    @property
+    def model_name(self) -> str:
+        return model_name(self.plan)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "trace": str(self.trace),
+            "marker_table": str(self.marker_table),
+            "label": self.label,
+            "source": self.source,
+            "device": self.device,
+            "cpu": self.cpu,
+            "kernels": len(self.kernels),
+        }
+
+
+def _naming(trace: Path, exc: InputError) -> InputError:
+    """``exc`` with the trace named first (a reader's error may name only a file it made)."""
+    text = str(exc)
+    return InputError(text if text.startswith(str(trace)) else f"{trace}: {text}")
+
+
+def model_name(plan: Any) -> str:
+    """A shipped model's display name for a plan whose ``--config`` is that model's shipped file."""
+    from workloads.drivers import layer
+    from workloads.models import load_model_config
+
+    config = layer.parser().parse_known_args(list(plan.argv))[0].config if plan.argv else None
+    if not config:
+        return str(plan.model.name)
+    stem = Path(config).stem
+    try:
+        shipped = load_model_config(stem)
+    except InputError:
+        return str(plan.model.name) if stem == "config" else stem
+    same = all(getattr(shipped, f) == getattr(plan.model, f) for f in _MODEL_FIELDS)
+    return str(shipped.name) if same else stem
+
+
+def load_measured(
+    trace: str | Path, marker_table: str | Path | None = None, label: str | None = None
+) -> Measured:
+    """A trace for a report: the layer driver's ``--profile`` file and its ``--marker-table``.
+
+    The marker table (default: ``layerlab_markers.json`` beside the trace) holds the driver's
+    command line, the only record of the model and shapes the trace measured; without it the
+    trace cannot be checked against the runs, so it is required.
+    """
+    from foundation.rundir import MARKER_TABLE_FILE
+    from workloads.traces import read_trace
+
+    trace = Path(trace)
+    wanted = "give the Kineto trace the layer driver writes with --profile"
+    if trace.is_file():
+        try:
+            with _open_text(trace) as handle:
+                head = handle.read(4096).lstrip()
+        except (OSError, EOFError) as exc:
+            raise InputError(f"{trace}: cannot read ({exc})") from None
+        if not head.startswith(("{", "[")):  # read_trace would take it for a gem5 debug log
+            kind = "a rocprof CSV" if "KernelName" in head.split("\n", 1)[0] else "not a JSON trace"
+            raise InputError(f"{trace}: {kind}, so no layerlab markers to slice by; {wanted}")
+    try:
+        kind = read_trace(trace).format
+    except InputError as exc:
+        raise _naming(trace, exc) from None
+    if not kind.startswith("kineto"):
+        raise InputError(f"{trace}: a {kind} trace has no layerlab markers to slice by; {wanted}")
+    table = Path(marker_table) if marker_table else trace.parent / MARKER_TABLE_FILE
+    if not table.is_file():
+        raise InputError(
+            f"{trace}: no marker table {table} (the layer driver's --marker-table file of the same run, "
+            "which names the model and shapes): give --measured-markers PATH"
+        )
+    try:
+        plan = trace_plan(table)
+        kernels = measured_kernels(trace, marker_table=table)
+    except InputError as exc:
+        raise _naming(trace, exc) from None
+    if kernels["census_layer"].isna().all():
+        raise InputError(
+            f"{trace}: no layer is labelled by layerlab markers (record it with the layer driver's "
+            "--profile, which brackets every layer and module)"
+        )
+    planned = {int(s["step"]) for s in plan.steps}
+    traced = {int(s) for s in kernels["census_step"].dropna().unique()}
+    if not traced <= planned:
+        raise InputError(
+            f"{trace}: steps {sorted(traced - planned)} are not in the plan of {table}: "
+            "the marker table of another run"
+        )
+    device = str(kernels["device"].iloc[0]) if len(kernels) else "gpu"
+    if label is not None and not label.strip():
+        raise InputError(f"{trace}: --measured-label is empty")
+    default = f"{'CPU' if device == 'cpu' else device}: {trace.name}"
+    return Measured(trace, table, (label or default).strip(), kernels, plan, device)
+
+
+def check_workload(measured: Measured, plan: Any, step: int, layer: int, where: str) -> None:
+    """The trace ran the workload of ``where`` (a run): the same model, shapes and step; else exit 2."""
+    trace = measured.trace
+
+    def differ(what: str, theirs: Any, ours: Any) -> InputError:
+        return InputError(
+            f"{trace}: not the workload of {where}: {what} is {theirs!r} in the trace, {ours!r} in the run"
+        )
+
+    for name in _MODEL_FIELDS:
+        theirs, ours = getattr(measured.plan.model, name), getattr(plan.model, name)
+        if theirs != ours:
+            raise differ(f"model {name}", theirs, ours)
+    for name in ("batch", "dtype"):
+        if getattr(measured.plan, name) != getattr(plan, name):
+            raise differ(name, getattr(measured.plan, name), getattr(plan, name))
+    try:
+        ours = plan.step(step)
+    except InputError as exc:
+        raise InputError(f"{where}: {exc}") from None
+    theirs = next((s for s in measured.plan.steps if s["step"] == step), None)
+    if theirs is None:
+        steps = [s["step"] for s in measured.plan.steps]
+        raise InputError(f"{trace}: step {step} of {where} is not in the trace (its steps: {steps})")
+    for name in ("phase", "tokens", "context"):
+        if theirs[name] != ours[name]:
+            raise differ(f"step {step} {name}", theirs[name], ours[name])
+    if layer >= measured.plan.layers_run:
+        raise InputError(
+            f"{trace}: layer {layer} of {where} is not in the trace (it ran {measured.plan.layers_run} "
+            "layer(s))"
+        )
+
+
+def slice_kernels(measured: Measured, step: int, layer: int, roles: set[str] | None = None) -> pd.DataFrame:
+    """The measured kernels of (step, layer) (of ``roles`` only, for a module slice)."""
+    try:
+        chosen = layer_kernels(measured.kernels, step, layer)
+    except InputError as exc:
+        raise _naming(measured.trace, exc) from None
+    if roles is not None:
+        chosen = chosen[chosen["census_module"].isin(roles)].reset_index(drop=True)
+    return chosen
+
+
+def step_words(measured: Measured, step: int) -> str:
+    """``decode, 1 token, KV context 20``: what the driver ran in ``step`` (from its marker table)."""
+    entry = next((s for s in measured.plan.steps if s["step"] == step), None)
+    if entry is None:
+        return f"step {step}"
+    tokens = int(entry["tokens"])
+    return f"{entry['phase']}, {tokens} token{'s' if tokens != 1 else ''}, KV context {entry['context']}"
+
+
+def traced_slices(measured: Measured) -> list[tuple[int, int]]:
+    """Every (step, layer) of the trace that has kernels, in run order."""
+    labelled = measured.kernels.dropna(subset=["census_step", "census_layer"])
+    pairs = {(int(s), int(n)) for s, n in zip(labelled["census_step"], labelled["census_layer"], strict=True)}
+    return sorted(p for p in pairs if p[1] >= 0)
+
+
+def plan_layer_ops(plan: Any, step: int, machine: Any) -> pd.DataFrame:
+    """The analytical ops of one decoder layer of ``step`` of the plan on ``machine`` (every estimator)."""
+    from analytical.pipeline import estimate_layer
+
+    entry = plan.step(step)
+    prefill = entry["phase"] != "decode"
+    return estimate_layer(
+        plan.model,
+        machine,
+        "prefill" if prefill else "decode",
+        batch=plan.batch,
+        seq=entry["tokens"] if prefill else None,
+        context=entry["context"] if prefill else max(1, entry["context"]),
+        dtype=plan.dtype,
+        layers="0",
+    )
+
+
+def device_hardware(device: str) -> str | None:
+    """The catalog's datasheet part a profiler's device name names (``NVIDIA A100 80GB PCIe``: a100)."""
+    import re
+
+    from analytical.catalog import GEM5_MACHINES, list_hardware
+
+    words = set(re.split(r"[^a-z0-9]+", device.lower()))
+    parts = [n for n in list_hardware() if n not in GEM5_MACHINES]
+    found = [n for n in parts if n in words]
+    return found[0] if len(found) == 1 else None
+
+
+def measured_machine(measured: Measured, name: str | None) -> Any:
+    """The machine the model estimates for a trace alone: ``name``, else the trace's own GPU."""
+    from analytical.catalog import get_hardware
+
+    if name is None:
+        name = None if measured.cpu else device_hardware(measured.device)
+        if name is None:
+            what = "a CPU" if measured.cpu else f"device {measured.device!r}, which no catalog part names"
+            raise InputError(
+                f"{measured.trace}: measured on {what}: name the machine the model should estimate "
+                "with --measured-hardware NAME (see `layerlab estimate --help`)"
+            )
+    try:
+        return get_hardware(name)
+    except InputError as exc:
+        raise InputError(f"--measured-hardware: {exc}") from None

@@ -3,7 +3,10 @@
 The page is the first thing a newcomer reads, so it opens with what was compared and, for runs
 of the gem5 test double, with a red box saying the cycles are a stand-in; then runs, machines,
 agreement metrics, per run the roofline, the bars and the op table, sweeps, the whole-model
-extrapolation (``reports.extrapolate``), the real-hardware section and how every number is made.
+extrapolation (``reports.extrapolate``), the real-hardware section (a trace's measured time per
+role beside the model and gem5; a CPU trace says "measured on a CPU, not a GPU" in an orange box,
+in every caption and chart) and how every number is made. A trace alone gets its own, shorter page
+(``measured.html.j2``) that shares the hardware section.
 Numbers are formatted here, once, so the page and the summary say the same thing.
 """
 
@@ -15,16 +18,28 @@ from typing import Any
 import pandas as pd
 
 from analytical.estimators import ESTIMATORS
+from reports.hardware import CPU_WARNING
 from reports.runs import SELFTEST_TITLE, RunInfo
 from reports.tables import PRIMARY, ReportTables
 
 #: Per-run charts on the page at most (the tables always hold every run).
 MAX_RUN_CHARTS = 12
-HARDWARE_HOOK = (
-    "HOOK (reports.hardware): measured kernel times of the same layer on a real GPU (the layer driver's "
-    "--profile trace, or a rocprof trace labelled by the census, via reports.hardware.measured_kernels and "
-    "join_times) are not wired into `layerlab report` yet: it takes no trace argument, so this report "
-    "shows model vs gem5 only."
+NO_TRACE = (
+    "No measured trace in this report. `layerlab report RUN_DIR... --measured trace.json` adds one: the layer "
+    "driver run on a real GPU with --profile trace.json --marker-table markers.json (the same model, shapes and "
+    "step as the runs), sliced by the same markers, so each role gets its measured time beside the model and gem5."
+)
+CPU_TEXT = (
+    "The measured side of this report comes from a CPU run of the layer driver: its 'kernels' are the "
+    "top-level aten ops torch.profiler recorded on the CPU, under the same layerlab markers. CPU timings are "
+    "not GPU timings: the hardware column exercises the comparison, it does not measure a GPU."
+)
+HARDWARE_METHOD = (
+    "Measured time: the durations torch.profiler recorded for the kernels (GPU) or top-level aten ops (CPU) "
+    "under each role's layerlab marker in the same step and layer, summed per role; joined on roles, never on "
+    "kernel indices (a profiled trace counts from its first profiled kernel, gem5 from the process start).",
+    "error % vs hardware = (model or gem5 - measured) / measured x 100 per role; the model and gem5 describe "
+    "the machine each table names, the trace the device it ran on.",
 )
 ASSUMPTIONS = (
     "Simulated cycles: gem5's shaderActiveTicks of each kernel's stats dump over the shader clock period "
@@ -52,6 +67,11 @@ FILES = {
     "layers.parquet": "the same, typed",
     "summary.csv": "MAPE, Pearson, NRMSE, within 10/20 % per estimator and op class",
     "report.json": "what was written, and the summary metrics (for scripts)",
+    "hardware.csv": "one row per role and slice: model, gem5 and measured seconds, error_pct_<side>_vs_hw",
+    "hardware.parquet": "the same, typed",
+    "hardware-summary.csv": "MAPE, Pearson, NRMSE, within 10/20 % of each side against the measured times",
+    "measured-kernels.csv": "one row per kernel of the trace: measured seconds and census labels",
+    "measured-kernels.parquet": "the same, typed",
 }
 
 
@@ -232,16 +252,18 @@ def context(
     checks: list[tuple[Any, int]],
     charts: dict[str, Any],
     files: list[str],
+    measured: Any = None,
 ) -> dict[str, Any]:
-    """Everything the two templates show, formatted."""
+    """Everything the two templates show, formatted (``measured``: a ``reports.hardware.Measured``)."""
     selftest = any(r.double_evidence for r in runs)
     models = sorted({str(t["model"].iloc[0]) for t in tables.estimates.values() if len(t)})
     subject = ", ".join(models) or "one layer"
+    versus = f" vs {_hardware_words(measured)}" if measured is not None else ""
     if selftest:
-        title = f"Pipeline self-test report: {subject} — test-double cycles vs the analytical model"
+        title = f"Pipeline self-test report: {subject} — test-double cycles vs the analytical model{versus}"
         whose = "the cycles the gem5 test double reported (a stand-in, not a simulation)"
     else:
-        title = f"layerlab report: {subject} — gem5 cycles vs the analytical model"
+        title = f"layerlab report: {subject} — gem5 cycles vs the analytical model{versus}"
         whose = "the cycles gem5 simulated"
     lede = (
         f"{len(runs)} sliced run{'s' if len(runs) != 1 else ''} on "
@@ -249,6 +271,11 @@ def context(
         "transformer layer, next to the estimate of the same op on the same simulated machine "
         f"({', '.join(ESTIMATORS)}), and how far apart they are."
     )
+    if measured is not None:
+        lede += (
+            f" The trace {measured.trace.name}, {measured.where}, adds the measured time of the same roles "
+            "in the same step and layer."
+        )
     layers = tables.layers.set_index("run")
     run_rows = []
     for run, (path, knobs) in zip(runs, checks, strict=True):
@@ -322,8 +349,177 @@ def context(
         "primary": PRIMARY,
         "sweeps": [{"parameter": p, "png": png} for p, png in charts.get("sweeps", {}).items()],
         "extrapolation": _extrapolation(runs),
-        "hardware_hook": HARDWARE_HOOK,
-        "assumptions": list(ASSUMPTIONS),
+        "hardware": (
+            hardware_context(tables.hardware, tables.hardware_summary, measured, charts.get("hardware", {}))
+            if measured is not None
+            else None
+        ),
+        "no_trace": NO_TRACE,
+        "cpu": measured is not None and measured.cpu,
+        "cpu_text": CPU_TEXT,
+        "cpu_warning": CPU_WARNING,
+        "assumptions": list(ASSUMPTIONS) + (list(HARDWARE_METHOD) if measured is not None else []),
+        "files": [{"name": f, "what": FILES.get(f, "chart (PNG)")} for f in files],
+    }
+
+
+def _hardware_words(measured: Any) -> str:
+    """What a title calls the measured side: a CPU trace says it is not a GPU's."""
+    if measured.cpu:
+        return f"CPU-measured times ({CPU_WARNING})"
+    return f"hardware ({measured.device})"
+
+
+def _us(seconds: Any) -> str:
+    return "-" if seconds is None or pd.isna(seconds) else fmt(float(seconds) * 1e6)
+
+
+def _hardware_unmatched(rows: pd.DataFrame) -> str:
+    parts = []
+    for _, r in rows[~rows["matched"].astype(bool)].iterrows():
+        if int(r["n_ops"]) == 0 and int(r["measured_kernels"]) == 0:
+            parts.append(
+                f"{r['role']}: {_text(r['gem5_kernels'])} simulated kernel(s) only, no op, nothing measured"
+            )
+        elif int(r["n_ops"]) == 0:
+            parts.append(
+                f"{r['role']}: {int(r['measured_kernels'])} measured kernel(s), {_us(r['measured_s'])} µs, "
+                "no estimated op"
+            )
+        else:
+            parts.append(f"{r['role']}: op(s) {_text(r['ops']).replace(',', ', ')} without a measured kernel")
+    return "; ".join(parts)
+
+
+def _outside_layers(measured: Any, steps: set[int]) -> str:
+    """The trace's kernels of the compared steps that lie outside every decoder layer (not compared)."""
+    k = measured.kernels
+    outside = k[k["census_step"].isin(steps) & ~(k["census_layer"].fillna(-1) >= 0)]
+    if outside.empty:
+        return ""
+    return (
+        f"{len(outside)} measured kernel(s) of step(s) {', '.join(map(str, sorted(steps)))} lie outside every "
+        f"decoder layer (rotary tables, mask: {_us(outside['measured_s'].sum())} µs); like gem5's, they are "
+        "not compared."
+    )
+
+
+def hardware_context(
+    hardware: pd.DataFrame, summary: pd.DataFrame, measured: Any, charts: dict[str, str]
+) -> dict[str, Any]:
+    """The real-hardware section: the trace, agreement against it, and per slice a chart and a table."""
+    from reports.hardware import step_words
+
+    has_gem5 = bool((hardware["gem5_kernels"].fillna(0) > 0).any())
+    slices = []
+    groups = list(hardware.groupby("run", sort=False))
+    for label, group in groups[:MAX_RUN_CHARTS]:
+        rows = []
+        for _, r in group.iterrows():
+            rows.append(
+                {
+                    "role": r["role"],
+                    "ops": _text(r["ops"]).replace(",", ", "),
+                    "model_us": _us(r[f"model_s_{PRIMARY}"]),
+                    "gem5_us": _us(r["gem5_s"]),
+                    "measured_us": _us(r["measured_s"]),
+                    "gem5_kernels": _text(r["gem5_kernels"]),
+                    "measured_kernels": int(r["measured_kernels"]),
+                    "err_model": fmt(r[f"error_pct_{PRIMARY}_vs_hw"]),
+                    "err_gem5": fmt(r["error_pct_gem5_vs_hw"]),
+                    "matched": bool(r["matched"]),
+                }
+            )
+        first = group.iloc[0]
+        slices.append(
+            {
+                "label": str(label),
+                "what": step_words(measured, int(first["step"])),
+                "model_machine": str(first["model_machine"]),
+                "gem5_machine": _text(first["gem5_machine"]),
+                "chart": charts.get(str(label)),
+                "rows": rows,
+                "unmatched": _hardware_unmatched(group),
+                "measured_us": _us(group["measured_s"].sum()),
+                "model_us": _us(group[f"model_s_{PRIMARY}"].sum()),
+                "gem5_us": _us(group["gem5_s"].sum(min_count=1)),
+            }
+        )
+    agreement = []
+    layer_rows = summary[summary["level"] == "layer"].set_index("compared")
+    for _, s in summary[summary["level"] == "op"].iterrows():
+        layer = layer_rows.loc[s["compared"]]
+        agreement.append(
+            {
+                "compared": s["compared"],
+                "machine": s["machine"],
+                "pairs": int(s["pairs"]),
+                "mape_pct": fmt(s["mape_pct"]),
+                "pearson": fmt(s["pearson"]),
+                "nrmse": fmt(s["nrmse"]),
+                "within_10pct": _share(s["within_10pct"]),
+                "within_20pct": _share(s["within_20pct"]),
+                "layer_pairs": int(layer["pairs"]),
+                "layer_mape_pct": fmt(layer["mape_pct"]),
+            }
+        )
+    steps = {int(s) for s in hardware["step"]}
+    return {
+        "label": measured.label,
+        "trace": str(measured.trace),
+        "trace_name": measured.trace.name,
+        "marker_table": str(measured.marker_table),
+        "source": measured.source,
+        "where": measured.where,
+        "device": measured.device,
+        "cpu": measured.cpu,
+        "model": measured.model_name,
+        "kernels": len(measured.kernels),
+        "has_gem5": has_gem5,
+        "slices": slices,
+        "more": len(groups) > MAX_RUN_CHARTS,
+        "count": len(groups),
+        "agreement": agreement,
+        "outside": _outside_layers(measured, steps),
+    }
+
+
+def measured_context(
+    measured: Any, machine: Any, tables: Any, charts: dict[str, Any], files: list[str]
+) -> dict[str, Any]:
+    """The page of a trace alone: the model of the same layers on ``machine`` against the trace."""
+    hw = _hardware_words(measured)
+    title = f"layerlab report: {measured.model_name} — the analytical model vs {hw}, no gem5 run"
+    steps = sorted({int(s) for s in tables.hardware["step"]})
+    lede = (
+        f"The trace {measured.trace.name} of the layer driver, {measured.where}, sliced by its own layerlab "
+        f"markers into {tables.hardware['run'].nunique()} (step, layer) slices (steps {', '.join(map(str, steps))}): "
+        "the measured time of each role next to the analytical estimate of the same op "
+        f"({', '.join(ESTIMATORS)}) on {machine.name}, and how far apart they are. No gem5 run is part of it."
+    )
+    return {
+        "title": title,
+        "selftest": False,
+        "selftest_title": SELFTEST_TITLE,
+        "cpu": measured.cpu,
+        "cpu_text": CPU_TEXT,
+        "cpu_warning": CPU_WARNING,
+        "lede": lede,
+        "machine": {
+            "label": machine.name,
+            "notes": machine.notes or "",
+            "peaks": f"{machine.compute_units} CUs/SMs at {machine.clock_hz / 1e9:g} GHz; DRAM "
+            f"{fmt(machine.dram_bandwidth_bytes_per_s / 1e9)} GB/s",
+        },
+        "hardware": hardware_context(tables.hardware, tables.hardware_summary, measured, charts),
+        "no_trace": NO_TRACE,
+        "estimators": list(ESTIMATORS),
+        "primary": PRIMARY,
+        "assumptions": [
+            "Estimated time: each estimator's time of the op on the machine named above (the catalog's "
+            "datasheet part), for the step's own shapes from the driver's command line in the marker table.",
+            *HARDWARE_METHOD,
+        ],
         "files": [{"name": f, "what": FILES.get(f, "chart (PNG)")} for f in files],
     }
 
@@ -339,9 +535,10 @@ def _environment() -> Any:
     )
 
 
-def render_html(ctx: dict[str, Any]) -> str:
-    return _environment().get_template("report.html.j2").render(**ctx)
+def render_html(ctx: dict[str, Any], page: str = "report") -> str:
+    """``report`` (runs, with or without a trace) or ``measured`` (a trace alone)."""
+    return _environment().get_template(f"{page}.html.j2").render(**ctx)
 
 
-def render_markdown(ctx: dict[str, Any]) -> str:
-    return _environment().get_template("report.md.j2").render(**ctx)
+def render_markdown(ctx: dict[str, Any], page: str = "report") -> str:
+    return _environment().get_template(f"{page}.md.j2").render(**ctx)

@@ -1,8 +1,10 @@
-"""The report's charts: roofline of the simulated machine, time per op, error histogram, sweeps.
+"""The report's charts: roofline of the simulated machine, time per op, error histogram, sweeps,
+and with a trace the model, gem5 and measured time per role (``three_way_figure``).
 
 Made for a paper: every axis has its unit, labels never overlap each other or leave the figure,
 legends sit outside the axes so no data hides behind them, and a chart built from runs of the
-gem5 test double carries the self-test title in red on its first line. Each function returns a
+gem5 test double carries the self-test title in red on its first line, and one with CPU-measured
+times says so in dark orange on the next. Each function returns a
 matplotlib Figure (tests measure it); ``save`` writes one PNG atomically and closes it.
 
 Roofline: one op (or role) per number, placed at its model arithmetic intensity; the filled
@@ -23,6 +25,7 @@ import pandas as pd
 
 from analytical.estimators import ESTIMATORS
 from foundation import atomic
+from reports.hardware import CPU_WARNING as CPU_NOTE
 from reports.runs import SELFTEST_TITLE
 
 CLASS_COLOURS = {
@@ -42,6 +45,7 @@ ESTIMATOR_COLOURS = dict(
 BAR_ESTIMATORS = ("roofline", "full")
 _DPI = 120
 _SELFTEST_COLOUR = "#b00020"
+_WARNING_COLOUR = "#8a4b00"
 _LABEL_BOX = {"boxstyle": "square,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.85}
 
 
@@ -62,13 +66,17 @@ def _rate_text(value: float, unit: str) -> str:
     return f"{value:.3g} {unit}"
 
 
-def _header(fig: Any, title: str, subtitle: str, selftest: bool) -> float:
-    """Self-test line (red), title, subtitle from the top; returns the figure y below them."""
+def _header(fig: Any, title: str, subtitle: str, selftest: bool, notes: tuple[str, ...] = ()) -> float:
+    """Self-test line (red), warnings (``notes``, dark orange), title, subtitle from the top;
+    returns the figure y below them."""
     y = 0.985
     height = fig.get_figheight()
     step = 0.3 / height  # ~0.3 inch per line whatever the figure's height
     if selftest:
         fig.text(0.01, y, SELFTEST_TITLE, fontsize=11, fontweight="bold", color=_SELFTEST_COLOUR, va="top")
+        y -= step
+    for note in notes:
+        fig.text(0.01, y, note, fontsize=11, fontweight="bold", color=_WARNING_COLOUR, va="top")
         y -= step
     fig.text(0.01, y, title, fontsize=12, fontweight="bold", va="top")
     y -= step
@@ -295,23 +303,85 @@ def bars_figure(
     ops: pd.DataFrame, title: str, selftest: bool, estimators: tuple[str, ...] = BAR_ESTIMATORS
 ) -> Any:
     """Horizontal bars per op/role: simulated time beside the chosen estimators' (log scale, µs)."""
+    rows = ops.reset_index(drop=True)
+    series = [("simulated" + (" (test double)" if selftest else " (gem5)"), rows["sim_time_s"], "0.15")]
+    for e in estimators:
+        series.append((f"estimate: {e}", rows[f"est_cycles_{e}"] / rows["clock_hz"], ESTIMATOR_COLOURS[e]))
+    return _bar_chart(
+        rows, series, title, selftest, "time in one layer, summed over the op's kernels (µs, log scale)"
+    )
+
+
+#: Colour of the measured (hardware) bars.
+MEASURED_COLOUR = "tab:orange"
+
+
+def three_way_figure(
+    rows: pd.DataFrame,
+    title: str,
+    selftest: bool,
+    measured_label: str,
+    cpu: bool,
+    estimator: str = "roofline",
+    subtitle: str = "",
+) -> Any:
+    """Per role of one slice (``reports.tables.HARDWARE_COLUMNS`` rows): the model, gem5 (where the
+    rows have it) and the measured time, as bars on one log axis (µs)."""
+    rows = rows.reset_index(drop=True)
+    machine = str(rows["model_machine"].iloc[0]) if len(rows) else ""
+    series = [
+        (
+            f"model: {estimator} estimate ({machine})",
+            rows[f"model_s_{estimator}"],
+            ESTIMATOR_COLOURS[estimator],
+        )
+    ]
+    gem5 = rows["gem5_kernels"].fillna(0).astype(int) > 0
+    if gem5.any():
+        what = "test double" if selftest else "gem5"
+        series.append((f"simulated: {what} ({rows['gem5_machine'].iloc[0]})", rows["gem5_s"], "0.15"))
+    hardware = f"measured: {measured_label}" + (f" — {CPU_NOTE}" if cpu else "")
+    series.append((hardware, rows["measured_s"], MEASURED_COLOUR))
+    notes = (f"hardware times {CPU_NOTE}: CPU timings are not GPU timings",) if cpu else ()
+    return _bar_chart(
+        rows,
+        series,
+        title,
+        selftest,
+        "time in one layer, summed over the role's kernels (µs, log scale)",
+        notes,
+        subtitle,
+    )
+
+
+def _bar_chart(
+    rows: pd.DataFrame,
+    series: list[tuple[str, pd.Series, str]],
+    title: str,
+    selftest: bool,
+    xlabel: str,
+    notes: tuple[str, ...] = (),
+    subtitle: str = "",
+) -> Any:
+    """Horizontal bars per row, one per series (log scale, µs); the legend above the axes, in as
+    many rows as its labels need to stay inside the figure."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.ticker import FuncFormatter
 
-    rows = ops.reset_index(drop=True)
     n = len(rows)
-    series = [("simulated" + (" (test double)" if selftest else " (gem5)"), rows["sim_time_s"], "0.15")]
-    for e in estimators:
-        series.append((f"estimate: {e}", rows[f"est_cycles_{e}"] / rows["clock_hz"], ESTIMATOR_COLOURS[e]))
-    header_in = 0.95 if selftest else 0.7
-    height = header_in + 0.9 + 0.36 * n * len(series) / 2 + 0.3
+    one_row = sum(len(label) + 6 for label, _, _ in series) <= 105
+    legend_rows = 1 if one_row else len(series)
+    legend_in = 0.35 + 0.22 * (legend_rows - 1)
+    header_in = 0.7 + 0.3 * ((1 if selftest else 0) + len(notes)) - 0.05 * bool(selftest or notes)
+    header_in += 0.26 if subtitle else 0.0
+    height = header_in + 0.55 + legend_in + 0.36 * n * len(series) / 2 + 0.3
     fig = plt.figure(figsize=(11.0, height), dpi=_DPI)
-    top = _header(fig, title, "", selftest)
+    top = _header(fig, title, subtitle, selftest, notes)
     bottom = 0.62 / height
-    ax = fig.add_axes((0.27, bottom, 0.70, top - bottom - 0.35 / height))
+    ax = fig.add_axes((0.27, bottom, 0.70, top - bottom - legend_in / height))
     band = 0.8 / len(series)
     values = []
     for k, (label, times, colour) in enumerate(series):
@@ -326,10 +396,10 @@ def bars_figure(
     if values:
         ax.set_xlim(min(values) / 2, max(values) * 2)
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: _num(v)))
-    ax.set_xlabel("time in one layer, summed over the op's kernels (µs, log scale)")
+    ax.set_xlabel(xlabel)
     ax.grid(True, axis="x", which="major", lw=0.4, alpha=0.5)
-    fig.legend(loc="upper left", bbox_to_anchor=(0.27, top - 0.02 / height), ncol=len(series), fontsize=8.5,
-               frameon=False, borderaxespad=0.0)  # fmt: skip
+    fig.legend(loc="upper left", bbox_to_anchor=(0.27, top - 0.02 / height), ncol=1 if legend_rows > 1 else len(series),
+               fontsize=8.5, frameon=False, borderaxespad=0.0)  # fmt: skip
     return fig
 
 

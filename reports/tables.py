@@ -32,6 +32,7 @@ import pandas as pd
 from analytical.estimators import ESTIMATORS
 from foundation.errors import InputError
 from foundation.rundir import outdir_of
+from reports.metrics import SUMMARY_COLUMNS
 from reports.runs import RunInfo
 
 #: Role of a non-blit kernel the census map gives no module for.
@@ -310,6 +311,8 @@ class ReportTables:
     summary: pd.DataFrame
     swept: list[str]  # parameters that differ between the runs (sweep axes)
     estimates: dict[str, pd.DataFrame]  # run label -> analytical op table
+    hardware: pd.DataFrame | None = None  # HARDWARE_COLUMNS, with a trace
+    hardware_summary: pd.DataFrame | None = None  # HARDWARE_SUMMARY_COLUMNS, with a trace
 
 
 def build_tables(runs: list[RunInfo]) -> ReportTables:
@@ -335,3 +338,166 @@ def build_tables(runs: list[RunInfo]) -> ReportTables:
     summary = agreement_table(op_table, layer_table, ESTIMATORS)
     summary.insert(0, "source", "; ".join(dict.fromkeys(r.source for r in runs)))
     return ReportTables(kernel_table, op_table, layer_table, summary, swept, estimates)
+
+
+# -- the measured side: model vs gem5 vs hardware -----------------------------------------------
+
+HARDWARE_COLUMNS = (
+    "measured_source", "trace", "device", "model_machine", "gem5_source", "gem5_machine",
+    "run", "run_id", "step", "layer", "role", "join", "ops", "n_ops", "op_class",
+    "measured_kernels", "gem5_kernels", "measured_s", "gem5_s",
+    *(f"model_s_{e}" for e in ESTIMATORS), *(f"error_pct_{e}_vs_hw" for e in ESTIMATORS),
+    "error_pct_gem5_vs_hw", "matched",
+)  # fmt: skip
+#: Columns the per-role table (``ops``) gains when a trace is given.
+OP_MEASURED_COLUMNS = (
+    "measured_source", "measured_kernels", "measured_s",
+    *(f"error_pct_{e}_vs_hw" for e in ESTIMATORS), "error_pct_gem5_vs_hw",
+)  # fmt: skip
+HARDWARE_SUMMARY_COLUMNS = ("measured_source", "level", "compared", "machine", *SUMMARY_COLUMNS[3:])
+GEM5_DOUBLE_SOURCE = "gem5-test-double"
+
+
+def _measured_roles(kernels: pd.DataFrame) -> pd.DataFrame:
+    work = kernels[~kernels["blit"].astype(bool)].copy()
+    work["role"] = work["census_module"].astype(object).where(work["census_module"].notna(), UNLABELLED)
+    return (
+        work.groupby("role", sort=False)
+        .agg(measured_kernels=("measured_s", "size"), measured_s=("measured_s", lambda s: s.sum(min_count=1)))
+        .reset_index()
+    )
+
+
+def _three_way(base: pd.DataFrame, kernels: pd.DataFrame) -> pd.DataFrame:
+    """Per role: the model's seconds per estimator and gem5's (``base``) beside the measured ones."""
+    measured = _measured_roles(kernels)
+    table = base.merge(measured, on="role", how="outer")
+    order = {r: i for i, r in enumerate([*base["role"], *measured["role"]])}
+    table = table.assign(_order=table["role"].map(order)).sort_values("_order", ignore_index=True)
+    table["measured_kernels"] = table["measured_kernels"].fillna(0).astype(int)
+    table["n_ops"] = table["n_ops"].fillna(0).astype(int)
+    for e in ESTIMATORS:
+        table[f"error_pct_{e}_vs_hw"] = _pct(table[f"model_s_{e}"], table["measured_s"])
+    table["error_pct_gem5_vs_hw"] = _pct(table["gem5_s"], table["measured_s"])
+    table["matched"] = (table["measured_kernels"] > 0) & (table["n_ops"] > 0)
+    return table.drop(columns="_order")
+
+
+def _identity(table: pd.DataFrame, **values: Any) -> pd.DataFrame:
+    for name, value in values.items():
+        table[name] = value
+    return ordered(table, HARDWARE_COLUMNS, keep_rest=False)
+
+
+def _run_slice(run: RunInfo, measured: Any) -> pd.DataFrame:
+    """The trace's kernels of the run's step and layer, once the trace is known to run its workload."""
+    from reports.extrapolate import driver_plan
+    from reports.hardware import check_workload, slice_kernels
+
+    plan = driver_plan(run.params.workload.guest_command)
+    check_workload(measured, plan, run.step, run.layer, f"run {run.run_dir}")
+    roles = None
+    if run.module:  # a module slice: the roles the census put in it
+        roles = {str(k.get("module")) for k in run.record["kernels"] if k.get("module")}
+    return slice_kernels(measured, run.step, run.layer, roles)
+
+
+def check_trace_covers(measured: Any, runs: list[RunInfo]) -> None:
+    """Every run's workload is the trace's and its (step, layer) is in it; else exit 2 naming the trace."""
+    for run in runs:
+        _run_slice(run, measured)
+
+
+def run_hardware(ops: pd.DataFrame, run: RunInfo, measured: Any) -> pd.DataFrame:
+    """One sliced run's roles (its ``ops`` rows) beside the same step and layer of the trace."""
+    kernels = _run_slice(run, measured)
+    base = ops[["role", "join", "ops", "n_ops", "op_class"]].copy()
+    base["gem5_kernels"] = ops["kernels"].astype(int)
+    base["gem5_s"] = ops["sim_time_s"].where(ops["kernels"] > 0)
+    for e in ESTIMATORS:
+        base[f"model_s_{e}"] = ops[f"est_cycles_{e}"] / ops["clock_hz"]
+    table = _three_way(base, kernels)
+    table["gem5_kernels"] = table["gem5_kernels"].fillna(0).astype(int)
+    return _identity(
+        table,
+        measured_source=measured.source,
+        trace=str(measured.trace),
+        device=measured.device,
+        model_machine=run.machine_label,
+        gem5_source=GEM5_DOUBLE_SOURCE if run.double_evidence else "gem5",
+        gem5_machine=run.machine_label,
+        run=run.label,
+        run_id=run.run_id,
+        step=run.step,
+        layer=run.layer,
+    )
+
+
+def trace_hardware(measured: Any, machine: Any) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
+    """Every traced (step, layer) beside the model of the same layer on ``machine`` (no gem5).
+
+    Returns the table and, per slice label, the analytical op table (what the roofline places).
+    """
+    from reports.hardware import plan_layer_ops, slice_kernels, traced_slices
+
+    tables, estimates, per_step = [], {}, {}
+    for step, layer in traced_slices(measured):
+        if step not in per_step:
+            per_step[step] = plan_layer_ops(measured.plan, step, machine)
+        est = _role_estimates(per_step[step], machine)
+        base = est[["role", "join", "ops", "n_ops", "op_class"]].copy()
+        for e in ESTIMATORS:
+            base[f"model_s_{e}"] = est[f"est_cycles_{e}"] / machine.clock_hz
+        base["gem5_kernels"] = pd.array([pd.NA] * len(base), dtype="Int64")
+        base["gem5_s"] = math.nan
+        table = _three_way(base, slice_kernels(measured, step, layer))
+        label = f"step{step}-layer{layer}"
+        estimates[label] = per_step[step]
+        tables.append(
+            _identity(
+                table,
+                measured_source=measured.source,
+                trace=str(measured.trace),
+                device=measured.device,
+                model_machine=machine.name,
+                gem5_source=pd.NA,
+                gem5_machine=pd.NA,
+                run=label,
+                run_id=pd.NA,
+                step=step,
+                layer=layer,
+            )
+        )
+    if not tables:
+        raise InputError(f"{measured.trace}: no decoder layer in the trace's markers")
+    return pd.concat(tables, ignore_index=True), estimates
+
+
+def with_measured(ops: pd.DataFrame, hardware: pd.DataFrame) -> pd.DataFrame:
+    """The per-role table with the trace's time and the errors against it (``OP_MEASURED_COLUMNS``)."""
+    extra = hardware[["run", "role", *OP_MEASURED_COLUMNS]]
+    return ops.merge(extra, on=["run", "role"], how="left", validate="one_to_one")
+
+
+def hardware_summary(hardware: pd.DataFrame) -> pd.DataFrame:
+    """Agreement against the measured times: per estimator and gem5, over roles and whole layers."""
+    from reports.metrics import summary
+
+    rows = []
+    source = "; ".join(dict.fromkeys(hardware["measured_source"]))
+    matched = hardware[hardware["matched"] & (hardware["measured_s"] > 0)]
+    sides = [(e, f"model_s_{e}", "; ".join(dict.fromkeys(hardware["model_machine"]))) for e in ESTIMATORS]
+    gem5 = hardware[hardware["gem5_kernels"].fillna(0) > 0]
+    if len(gem5):
+        label = "; ".join(dict.fromkeys(gem5["gem5_source"].astype(str)))
+        sides.append((label, "gem5_s", "; ".join(dict.fromkeys(gem5["gem5_machine"].astype(str)))))
+    columns = ["measured_s", *dict.fromkeys(column for _, column, _ in sides)]
+    totals = hardware.groupby("run", sort=False)[columns].sum(min_count=1)
+    for compared, column, machine in sides:
+        pairs = matched if column != "gem5_s" else matched[matched["gem5_kernels"].fillna(0) > 0]
+        head = {"measured_source": source, "compared": compared, "machine": machine}
+        values = summary(pairs[column].tolist(), pairs["measured_s"].tolist())
+        rows.append({**head, "level": "op", **values})
+        values = summary(totals[column].tolist(), totals["measured_s"].tolist())
+        rows.append({**head, "level": "layer", **values})
+    return pd.DataFrame(rows, columns=list(HARDWARE_SUMMARY_COLUMNS))

@@ -177,6 +177,8 @@ COMMANDS: dict[str, tuple[str, Argv]] = {
     "collect": ("spec.yaml", lambda p, r, o: ["collect", str(p), "--workspace", str(r / "ws"), "-o", str(o)]),
     # a spec (a file) or a run directory (a directory): either way nothing may be written to --out
     "report": ("spec.yaml", lambda p, r, o: ["report", str(p), "--out", str(o)]),
+    # a trace alone (no runs): the trace is read and checked before anything is written
+    "report --measured": ("trace.json", lambda p, r, o: ["report", "--measured", str(p), "--out", str(o)]),
     "calibrate": ("ops.csv", lambda p, r, o: ["calibrate", str(p), "-o", str(o)]),
     "render --kernel": ("vmlinux", _render),
     "image inspect": ("disk.img", lambda p, r, o: ["image", "inspect", str(p)]),
