@@ -48,11 +48,12 @@ bench: setup
 
 # Derive a disk image from a recipe (images/*.yaml) and a base gem5-resources GPU image + its
 # kernel; the base is never modified. BASE/KERNEL override the recipe's; IMAGE_OUT is the output
-# folder (default $LAYERLAB_CACHE_DIR/images). A rebuild with nothing changed is a no-op.
+# folder (default $LAYERLAB_CACHE_DIR/images); ACCESS=root|rootless|docker (+ DOCKER_IMAGE) picks how
+# the filesystem is reached (default: chosen automatically). A rebuild with nothing changed is a no-op.
 RECIPE    ?= images/default.yaml
 IMAGE_OUT ?=
 image: setup
-	$(BIN)/layerlab image build "$(RECIPE)" $(if $(BASE),--base "$(BASE)",) $(if $(KERNEL),--kernel "$(KERNEL)",) $(if $(IMAGE_OUT),--out "$(IMAGE_OUT)",)
+	$(BIN)/layerlab image build "$(RECIPE)" $(if $(BASE),--base "$(BASE)",) $(if $(KERNEL),--kernel "$(KERNEL)",) $(if $(IMAGE_OUT),--out "$(IMAGE_OUT)",) $(if $(ACCESS),--access "$(ACCESS)",) $(if $(DOCKER_IMAGE),--docker-image "$(DOCKER_IMAGE)",)
 
 # Build gem5 (build/VEGA_X86/gem5.opt) from GEM5_SRC (a checkout or git URL) at GEM5_REF.
 gem5: setup

@@ -5,5 +5,7 @@ In: a base gem5-resources GPU image and the kernel extracted from it, and a reci
 stages name as their image (``manifest.read_manifest``). The steps, one module each:
 ``partitions`` (MBR/GPT) → ``e2fs`` (ext4 superblock, e2fsprogs on a byte range) → ``guest``
 (OS/Python/ROCm/torch, generation, kernel pairing) → ``build`` (derive, grow, ``inject``, finish)
-→ ``manifest``. ``testimage`` makes small real images for tests and benchmarks.
+→ ``manifest``. ``fetch`` resolves URL sources (verified, resumable downloads), ``wheels`` stages
+the guest's wheelhouse, and ``docker_access`` runs the e2fsprogs steps in a container on a host
+without them. ``testimage`` makes small real images for tests and benchmarks.
 """

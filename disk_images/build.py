@@ -4,7 +4,9 @@ The base image is opened read-only and never modified: a sparse copy (a reflink 
 filesystem can) is made under a temporary name beside the output, grown if the payload needs
 room, filled, and renamed to ``<out>/<name>.img`` only when complete; the manifest
 ``<name>.manifest.json`` beside it is written last. A failure or SIGINT/SIGTERM at any step
-removes the partial image and releases loop devices and mounts (``inject.loop_mount``).
+removes the partial image and releases loop devices and mounts (``inject.loop_mount``) and, on
+the docker route, the build's container (``docker_access.session``), which is opened before the
+base is inspected so that every e2fsprogs step, the guest reads included, runs inside it.
 
 The build key hashes the recipe and the digests of every input (base, kernel, drivers, model
 configs, model files, wheels). When the manifest beside the output has that key and the image
@@ -150,6 +152,36 @@ def inspect_image(image: str | os.PathLike[str], root_number: int | None = None)
     }
 
 
+def inspect_via(
+    image: str | os.PathLike[str],
+    root_number: int | None = None,
+    access: str = "auto",
+    docker_image: str | None = None,
+) -> dict:
+    """``inspect_image`` with e2fsprogs on this host, or in a container (``access`` docker, or
+    auto on a host without e2fsprogs when ``docker_image`` is named); the image is bound read-only."""
+    if access not in ("auto", "rootless", "docker"):
+        raise InputError(f"access {access!r}: inspect reads with auto, rootless or docker")
+    path = Path(image)
+    if access == "rootless" or (access == "auto" and not e2fs.missing_host_tools()) or not path.is_file():
+        return inspect_image(path, root_number)  # a missing image: its one-line error, no container
+    inject.choose_access(access, docker_image)  # auto here: docker, or why it cannot be used
+    from disk_images import docker_access
+
+    assert docker_image is not None
+    import tempfile
+
+    path = path.absolute()
+    with (
+        _signals_raise(),
+        docker_access.session(
+            docker_image, read_only=[path], scratch_near=Path(tempfile.gettempdir())
+        ) as runner,
+        e2fs.using(runner),
+    ):
+        return inspect_image(path, root_number)
+
+
 # ---------------------------------------------------------------------------------------------
 # derive
 
@@ -240,14 +272,17 @@ def _stale_partials(out_dir: Path, name: str) -> None:
             partial.unlink(missing_ok=True)
 
 
-def _tool_versions(access: str) -> dict:
-    return {
+def _tool_versions(access: str, docker_ref: dict | None = None) -> dict:
+    tools = {
         "layerlab": "0.1.0",
         "build_format": BUILD_FORMAT,
         "python": platform.python_version(),
-        "e2fsprogs": e2fs.version(),
+        "e2fsprogs": e2fs.version(),  # the container's on the docker route (e2fs runs there)
         "access": access,
     }
+    if docker_ref is not None:
+        tools["docker"] = docker_ref
+    return tools
 
 
 # ---------------------------------------------------------------------------------------------
@@ -261,6 +296,7 @@ def build(
     kernel: str | None = None,
     out_dir: str | os.PathLike[str] | None = None,
     access: str | None = None,
+    docker_image: str | None = None,
     progress: Progress = _no_progress,
     log: Callable[[str], None] = lambda _m: None,
 ) -> BuildResult:
@@ -286,7 +322,8 @@ def build(
         cwd if kernel else recipe_dir,
         progress,
     )
-    out = Path(out_dir) if out_dir else cache_dir() / "images"
+    # Absolute: the docker route runs the same command lines in a container whose cwd is not ours.
+    out = Path(out_dir).absolute() if out_dir else cache_dir().absolute() / "images"
     out.mkdir(parents=True, exist_ok=True)
     final = out / f"{recipe.name}.img"
     manifest_file = manifest_path_for(final)
@@ -333,32 +370,50 @@ def build(
             f"base image {base_path} is attached to {', '.join(loops)} (mounted or in use elsewhere); "
             "its filesystem may change while it is copied: unmount it and `losetup -d` the device first"
         )
-    facts_json = inspect_image(base_path, recipe.root_partition)
-    table = partitions.read_table(base_path)
-    root = table.get(facts_json["root"]["number"])
-    facts = guest.read_guest(base_path, root.start_bytes)
-    generation = facts.generation
-    if recipe.generation is not None:
-        if generation is not None and generation != recipe.generation:
-            raise InputError(
-                f"recipe says generation {recipe.generation} but {base_path} is a {generation} image "
-                f"({facts.generation_from})"
-            )
-        generation = recipe.generation
-    if generation is None:
-        raise InputError(
-            f"{base_path}: cannot tell the image generation (os {facts.os_version}, ROCm {facts.rocm}, "
-            f"modules {', '.join(facts.kernel_modules) or 'none'}); set `generation: 2024|2025` in the recipe"
-        )
-    release = guest.kernel_version(kernel_path)
-    guest.check_pair(release, facts, str(kernel_path), str(base_path))
-    chosen = inject.choose_access(access or recipe.access)
-    log(
-        f"base {base_path}: {table.kind.upper()}, root {root.root_partition} at byte {root.start_bytes}, "
-        f"{facts.os_pretty}, Python {facts.python}, ROCm {facts.rocm}, generation {generation}"
-    )
+    docker_image = docker_image or recipe.docker_image
+    chosen = inject.choose_access(access or recipe.access, docker_image)
 
     with _signals_raise(), contextlib.ExitStack() as stack:
+        docker_ref = None
+        if chosen == "docker":
+            from disk_images import docker_access
+
+            assert docker_image is not None  # choose_access checked it
+            runner = stack.enter_context(
+                docker_access.session(
+                    docker_image,
+                    read_only=[base_path, *(i.source.parent for g in groups.values() for i in g)],
+                    read_write=[out],
+                    scratch_near=out,
+                    log=log,
+                )
+            )
+            stack.enter_context(e2fs.using(runner))
+            docker_ref = runner.image_ref
+        facts_json = inspect_image(base_path, recipe.root_partition)
+        table = partitions.read_table(base_path)
+        root = table.get(facts_json["root"]["number"])
+        seen = facts_json["guest"]
+        facts = guest.GuestFacts(**{**seen, "kernel_modules": tuple(seen["kernel_modules"])})
+        generation = facts.generation
+        if recipe.generation is not None:
+            if generation is not None and generation != recipe.generation:
+                raise InputError(
+                    f"recipe says generation {recipe.generation} but {base_path} is a {generation} image "
+                    f"({facts.generation_from})"
+                )
+            generation = recipe.generation
+        if generation is None:
+            raise InputError(
+                f"{base_path}: cannot tell the image generation (os {facts.os_version}, ROCm {facts.rocm}, "
+                f"modules {', '.join(facts.kernel_modules) or 'none'}); set `generation: 2024|2025` in the recipe"
+            )
+        release = guest.kernel_version(kernel_path)
+        guest.check_pair(release, facts, str(kernel_path), str(base_path))
+        log(
+            f"base {base_path}: {table.kind.upper()}, root {root.root_partition} at byte {root.start_bytes}, "
+            f"{facts.os_pretty}, Python {facts.python}, ROCm {facts.rocm}, generation {generation}"
+        )
         wheel_tree = None
         if recipe.wheels.packages or recipe.wheels.files:
             from disk_images import wheels
@@ -423,6 +478,7 @@ def build(
                 digests,
                 chosen,
                 how,
+                docker_ref,
             )
             inside = stack.enter_context(_scratch_dir(out)) / "image-manifest.json"
             inside.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
@@ -538,6 +594,7 @@ def _manifest_record(
     digests: dict[str, str],
     access: str,
     how: str,
+    docker_ref: dict | None = None,
 ) -> dict:
     from workloads.drivers import GUEST_CONFIG_DIR, GUEST_DIR, GUEST_MODEL_DIR
 
@@ -585,5 +642,5 @@ def _manifest_record(
             "run_gem5_app": facts.has_run_gem5_app,
         },
         "payload": payload,
-        "tools": _tool_versions(access),
+        "tools": _tool_versions(access, docker_ref),
     }

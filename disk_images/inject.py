@@ -1,12 +1,18 @@
 """Write a payload (host files → guest paths) into the root partition of a derived image.
 
-Two ways to touch the filesystem, chosen by ``choose_access`` (overridable):
+Three ways to touch the filesystem, chosen by ``choose_access`` (overridable):
 
 * ``root``: a loop device limited to the partition (``losetup --offset --sizelimit``), mounted,
   files copied with ``copy_file_range``; guest paths are resolved inside the mount, symlinks
   included, so an absolute guest symlink never escapes to the host;
 * ``rootless``: ``debugfs -w`` on ``IMAGE?offset=N`` (``mkdir``, ``write``, ``sif`` for mode and
-  owner); no mount, no privileges.
+  owner); no mount, no privileges;
+* ``docker``: the rootless steps run in a container that has e2fsprogs (``docker_access``), for
+  a host with docker but without e2fsprogs; ``build`` opens the session, so here it is the
+  rootless writer with ``e2fs`` pointed at the container.
+
+``auto`` takes ``root`` when this host has e2fsprogs and loop devices as root, ``rootless`` when
+it has e2fsprogs only, else ``docker`` when a container image is named and an engine answers.
 
 Every loop device and mount is released on the way out, on errors and on SIGINT/SIGTERM too
 (``build`` turns SIGTERM into an exception so ``finally`` runs).
@@ -68,17 +74,61 @@ def can_loop_mount() -> bool:
     return os.geteuid() == 0 and shutil.which("losetup") is not None and os.path.exists("/dev/loop-control")
 
 
-def choose_access(wanted: str = "auto") -> str:
-    """``root`` when we are root with loop devices, else ``rootless``; an explicit choice is checked."""
+def decide_access(
+    wanted: str,
+    *,
+    loop_ok: bool,
+    missing_tools: list[str],
+    docker_image: str | None,
+    docker_unreachable: Callable[[], str | None],
+) -> str:
+    """The access route from the host's facts (pure, so every branch is testable on any host)."""
     if wanted not in ACCESS:
         raise InputError(f"access {wanted!r}: one of {', '.join(ACCESS)}")
-    if wanted == "auto":
-        return "root" if can_loop_mount() else "rootless"
-    if wanted == "root" and not can_loop_mount():
+    tools_hint = f"{', '.join(missing_tools)} not found on this host ({e2fs.TOOLS_HINT})"
+    if wanted == "docker":
+        if not docker_image:
+            raise InputError(
+                "access docker: name the container image that has e2fsprogs "
+                "(--docker-image IMAGE, or docker_image: in the recipe)"
+            )
+        return "docker"
+    if wanted in ("root", "rootless") and missing_tools:
+        raise InputError(f"access {wanted}: {tools_hint}; or use --access docker --docker-image IMAGE")
+    if wanted == "root" and not loop_ok:
         raise InputError(
             "access root: needs root and loop devices (/dev/loop-control); use --access rootless"
         )
-    return wanted
+    if wanted != "auto":
+        return wanted
+    if not missing_tools:
+        return "root" if loop_ok else "rootless"
+    why = "no container image is named (--docker-image IMAGE or docker_image: in the recipe)"
+    if docker_image:
+        reason = docker_unreachable()
+        if reason is None:
+            return "docker"
+        why = reason
+    raise InputError(
+        f"no way to edit the image's filesystem: {tools_hint}, and the docker route cannot be used: {why}"
+    )
+
+
+def choose_access(wanted: str = "auto", docker_image: str | None = None) -> str:
+    """``decide_access`` on this host's facts; an explicit choice is checked."""
+
+    def unreachable() -> str | None:
+        from disk_images import docker_access
+
+        return docker_access.unreachable()
+
+    return decide_access(
+        wanted,
+        loop_ok=can_loop_mount(),
+        missing_tools=e2fs.missing_host_tools(),
+        docker_image=docker_image,
+        docker_unreachable=unreachable,
+    )
 
 
 def _dirs_of(items: list[Item]) -> list[str]:
@@ -262,9 +312,7 @@ def inject(
     if access == "root":
         with loop_mount(image, start, size) as mnt:
             inject_mounted(mnt, items, progress)
-    elif access == "rootless":
+    elif access in ("rootless", "docker"):  # docker: e2fs runs in the build's container
         inject_rootless(image, start, items, progress)
-    elif access == "docker":
-        raise InputError("access docker: not available yet; use --access root (as root) or rootless")
     else:
         raise InputError(f"access {access!r}: one of {', '.join(ACCESS)}")

@@ -1,7 +1,8 @@
 """Image recipes: a YAML file saying what goes into a derived image (``images/*.yaml``).
 
 A recipe names a base image and kernel (local paths, or URLs with a sha256), an optional model
-directory, optional wheels, and how much free space to leave. Paths are relative to the recipe
+directory, optional wheels, how much free space to leave, and how to touch the filesystem
+(``access``, and ``docker_image`` for the docker route). Paths are relative to the recipe
 file. Command-line values (``--base``, ``--kernel``; ``make image BASE=… KERNEL=…``) override the
 recipe's. Errors name the field and the line: ``images/x.yaml:7: model.path: ...``.
 """
@@ -60,7 +61,8 @@ class Wheels(_Strict):
 
     ``packages`` are fetched with ``pip download --only-binary=:all:`` for the guest's Python and
     platform; ``files`` are local wheel files (vLLM for ROCm has no registry wheel: name it here);
-    ``index_url`` / ``find_links`` point pip at another index (e.g. a ROCm torch index).
+    ``index_url`` / ``find_links`` point pip at another index (e.g. a ROCm torch index) or, as
+    paths relative to the recipe, at local folders (offline: a "simple" index, folders of wheels).
     """
 
     packages: tuple[str, ...] = ()
@@ -81,10 +83,17 @@ class Recipe(_Strict):
     wheels: Wheels = Wheels()
     headroom_mib: int = Field(default=1024, ge=0)  # free space left in the root filesystem
     access: Literal["auto", "root", "rootless", "docker"] = "auto"
+    #: The container image of the docker route (it needs sh, sleep and e2fsprogs; never pulled).
+    docker_image: str | None = Field(default=None, pattern=r"^[\w./:@-]+$")
 
     def canonical(self) -> str:
-        """The recipe as canonical JSON (what the build key hashes)."""
-        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        """The recipe as canonical JSON (what the build key hashes): what goes in, not how.
+
+        ``docker_image`` is left out (like ``access``, which ``build`` resets): every route
+        writes the same files, so the route never names a different image.
+        """
+        data = self.model_dump(mode="json", exclude={"docker_image"})
+        return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
 
 def _line_of(node: yaml.Node | None, loc: tuple) -> int | None:

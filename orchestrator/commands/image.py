@@ -30,7 +30,10 @@ examples:
   make image RECIPE=images/default.yaml BASE=x86-ubuntu-gpu-ml KERNEL=vmlinux-gpu-ml
 
 access (how the filesystem is touched; --access overrides): root -> loop device + mount;
-rootless -> e2fsprogs (debugfs/e2fsck/resize2fs) on the partition's byte range."""
+rootless -> e2fsprogs (debugfs/e2fsck/resize2fs) on the partition's byte range; docker ->
+the rootless steps in an unprivileged container of --docker-image (it needs sh, sleep and
+e2fsprogs; nothing is pulled) on the engine DOCKER_HOST names. auto: root as root with
+e2fsprogs, rootless with e2fsprogs, else docker when an image is named and an engine answers."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -48,6 +51,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--root-partition", type=int, metavar="N", help="partition number (default: largest ext4)"
     )
     inspect.add_argument("--json", action="store_true", help="print JSON")
+    inspect.add_argument(
+        "--access", choices=("auto", "rootless", "docker"), default="auto", help="where e2fsprogs run"
+    )
+    inspect.add_argument(
+        "--docker-image", metavar="IMAGE", help="container image with e2fsprogs (the docker route)"
+    )
     inspect.set_defaults(func=run_inspect)
     build = actions.add_parser("build", help="build the image a recipe describes")
     build.add_argument(
@@ -56,16 +65,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument("--base", metavar="IMAGE", help="base disk image (overrides the recipe's)")
     build.add_argument("--kernel", metavar="VMLINUX", help="the kernel extracted from that image")
     build.add_argument("--out", metavar="DIR", help="output folder (default: $LAYERLAB_CACHE_DIR/images)")
-    build.add_argument("--access", choices=("auto", "root", "rootless"), help="how to touch the filesystem")
+    build.add_argument(
+        "--access", choices=("auto", "root", "rootless", "docker"), help="how to touch the filesystem"
+    )
+    build.add_argument(
+        "--docker-image",
+        metavar="IMAGE",
+        help="container image with e2fsprogs for the docker route (overrides the recipe's docker_image)",
+    )
     build.add_argument("--json", action="store_true", help="print the manifest as JSON")
     build.set_defaults(func=run_build)
 
 
 def run_inspect(args: argparse.Namespace) -> int:
-    from disk_images.build import inspect_image
+    from disk_images.build import inspect_via
     from orchestrator.output import dumps_json
 
-    report = inspect_image(args.image, args.root_partition)
+    report = inspect_via(args.image, args.root_partition, args.access, args.docker_image)
     if args.json:
         sys.stdout.write(dumps_json(report))
         return 0
@@ -116,6 +132,7 @@ def run_build(args: argparse.Namespace) -> int:
         TimeRemainingColumn(),
         console=console,
         transient=True,
+        disable=not console.is_terminal,  # no bars (nor a stray blank line) in logs and pipes
     ) as bars:
 
         def progress(label: str, total: int | None):
@@ -128,6 +145,7 @@ def run_build(args: argparse.Namespace) -> int:
             kernel=args.kernel,
             out_dir=args.out,
             access=args.access,
+            docker_image=args.docker_image,
             progress=progress,
             log=lambda m: console.print(m, highlight=False, soft_wrap=True),
         )
