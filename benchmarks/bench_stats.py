@@ -15,16 +15,21 @@ Files (made in a temp dir, deleted after):
 
 Per file, alternating, best of ``--repeat``: (a) the baseline ``for line in f:
 line.split('#')[0].split()`` + float of the value, nothing kept; (b) the library,
-``parse_stats_text`` (the whole table, no cache; the native scanner's one-off load is kept out,
-see ``--compile``); (c) the CLI end to end, ``layerlab stats FILE --format parquet -o out``
-in a fresh process with an empty cache (process start to file written, what users run).
-Then the imports ``layerlab stats`` pays (``python -X importtime``).
+``parse_stats_text`` (the whole table, no cache; the scan kernel's one-off build or load is
+kept out, see ``--compile``); (c) the CLI end to end, ``layerlab stats FILE --format parquet -o
+out`` in a fresh process with an empty stats cache (process start to file written, what users
+run; the C kernel's library stays built, as after ``make setup``). Then the imports
+``layerlab stats`` pays (``python -X importtime``). The machine's load average is printed at
+the start and the end: on a shared 2-core machine the CLI's two threads lose most to it.
+
+``--kernel numba`` runs the library and the CLI with the numba kernel instead of the C one
+(``LAYERLAB_STATS_KERNEL``), for comparison.
 
 Targets (PASS/FAIL): library >= 2.5x the loop on every file; CLI >= 2x on the 500 MB file and
->= 1x on 100 MB; no pandas or analytical imported for parquet/csv, numba only for files the
-native scanner reads.
+>= 1x on 100 MB; no pandas or analytical imported for parquet/csv, numba only when the numba
+kernel scans (never with the C kernel).
 
-    .venv/bin/python benchmarks/bench_stats.py [--repeat 2] [--gpufs-mb 520] [--compile]
+    .venv/bin/python benchmarks/bench_stats.py [--repeat 2] [--gpufs-mb 520] [--compile] [--kernel c]
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -56,7 +62,10 @@ GPU_SOURCE = FIXTURES / "gem5_gpu_stats/gem5-2016_04gpu_GPU_VIPER_stats.txt"
 BEGIN = "\n---------- Begin Simulation Statistics ----------\n"
 END = "\n---------- End Simulation Statistics   ----------\n"
 
-_COMPILE = "import time; t = time.perf_counter(); from stats_parsers import scan; scan.warm(); print(time.perf_counter() - t)"
+_COMPILE = (
+    "import time; t = time.perf_counter(); from stats_parsers import scan; scan.KERNEL = 'numba'; "
+    "scan.warm(); print(time.perf_counter() - t)"
+)
 _BLOCK = re.compile(
     r"\n---------- Begin Simulation Statistics ----------\n.*?\n---------- End Simulation Statistics   ----------\n",
     re.S,
@@ -281,10 +290,10 @@ def imports(path: Path, fmt: str, tmp: Path) -> set[str]:
 
 
 def compile_times() -> tuple[float | None, float | None]:
-    try:
-        from stats_parsers import scan
-    except ImportError:
-        return None, None
+    """numba: cold compile into a fresh cache, then the load from the cache (what each process
+    using that kernel pays)."""
+    from stats_parsers import scan
+
     if not scan.HAVE_NUMBA:
         return None, None
     with tempfile.TemporaryDirectory() as cache:
@@ -293,7 +302,34 @@ def compile_times() -> tuple[float | None, float | None]:
             [sys.executable, "-c", _COMPILE], env=env, capture_output=True, text=True, check=True
         )
         cold = float(out.stdout.strip().splitlines()[-1])
-    return cold, _timed(scan.warm)
+        out = subprocess.run(
+            [sys.executable, "-c", _COMPILE], env=env, capture_output=True, text=True, check=True
+        )
+    return cold, float(out.stdout.strip().splitlines()[-1])
+
+
+def c_build_times() -> tuple[float | None, float | None]:
+    """C kernel: one build with the system compiler, and loading the built library."""
+    from stats_parsers import scan_c
+
+    compiler = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+    if not compiler:
+        return None, None
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        ok = scan_c._build(compiler, Path(tmp) / "lib.so")
+        built = time.perf_counter() - start
+        code = (
+            "import ctypes, sys, time; t = time.perf_counter(); ctypes.CDLL(sys.argv[1]); "
+            "print(time.perf_counter() - t)"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", code, str(Path(tmp) / "lib.so")],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    return (built if ok else None), float(out.stdout.strip())
 
 
 def verdict(ok: bool) -> str:
@@ -306,15 +342,26 @@ def main() -> None:
     parser.add_argument("--blocks-mb", type=int, default=200)
     parser.add_argument("--real-mb", type=int, default=200)
     parser.add_argument("--gpufs-mb", type=int, default=520)
-    parser.add_argument("--compile", action="store_true", help="also time the cold numba compile (~1 min)")
+    parser.add_argument(
+        "--compile", action="store_true", help="also time the C build and the cold numba compile (~1 min)"
+    )
+    parser.add_argument("--kernel", choices=["c", "numba"], default="c", help="scan kernel (default: c)")
     args = parser.parse_args()
     began = time.perf_counter()
+    os.environ["LAYERLAB_STATS_KERNEL"] = args.kernel  # for the CLI's processes
+    print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())} ({os.cpu_count()} CPUs)")
     if args.compile:
+        built, loaded = c_build_times()
+        if built is not None:
+            print(f"C kernel: {built:.2f} s build (cc -O2, once), {loaded * 1000:.1f} ms load per process")
         cold, warm = compile_times()
-        print(f"numba: {cold:.1f} s cold compile (fresh cache), {warm:.2f} s cache load")
+        if cold is not None:
+            print(f"numba kernel: {cold:.1f} s cold compile (fresh cache), {warm:.2f} s import + cache load")
     from stats_parsers import scan
 
-    scan.warm()  # the library figures leave out the one-off load; the CLI figures include it
+    scan.KERNEL = args.kernel
+    scan.warm()  # the library figures leave out the one-off build/load; the CLI figures include the load
+    print(f"scan kernel: {scan.kernel().__name__}")
     results = []
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
@@ -377,12 +424,17 @@ def main() -> None:
     for name, found, numba_ok in (
         ("parquet, 0.5 MB file", imp_small, "numba" not in imp_small),
         ("csv, 0.5 MB file", imp_csv, "numba" not in imp_csv),
-        ("parquet, 100 MB file (native scanner)", imp_big, True),
+        (
+            f"parquet, 100 MB file ({args.kernel} kernel)",
+            imp_big,
+            args.kernel == "numba" or "numba" not in imp_big,
+        ),
     ):
         bad = sorted({"pandas", "analytical"} & found) + ([] if numba_ok else ["numba"])
         loaded = ", ".join(m for m in ("polars", "pyarrow", "numba") if m in found)
         print(f"  imports, {name}: {loaded}; unwanted: {', '.join(bad) or 'none'}  {verdict(not bad)}")
-    print(f"\ntotal benchmark time: {time.perf_counter() - began:.0f} s")
+    print(f"\nload average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"total benchmark time: {time.perf_counter() - began:.0f} s")
 
 
 if __name__ == "__main__":

@@ -85,8 +85,7 @@ def cache_entry(
     source: Path, *, strict: bool, description: bool, cache_dir: str | os.PathLike[str] | None = None
 ) -> Path:
     """Where ``read_stats`` caches the parse of the text file ``source`` with these options."""
-    options = f"strict={strict};description={description}"
-    return cache_mod.cache_path(source, options, Path(cache_dir) if cache_dir else None)
+    return cache_mod.entry_path(source, strict=strict, description=description, cache_dir=cache_dir)
 
 
 def _frame(stats: StatsDumps | pl.DataFrame) -> pl.DataFrame:

@@ -9,13 +9,13 @@ parser (``stats_lines``), which also decides what is a bad line. Name/key split,
 description are properties of a stat, not of a row, so they are read once per distinct stat
 from its first line and joined on.
 
-Files of 8 MiB and more go through the native scanner instead (``stats_parsers.scan``, numba,
-two 16 MiB chunks at a time, each read by its own thread): one compiled pass per chunk takes
+Files of 8 MiB and more go through the native scanner instead (``stats_parsers.scan``: C, else
+numba; two 16 MiB chunks at a time, each read by its own thread): one compiled pass per chunk takes
 the regular lines, the pdf/cdf lines and one-line bucket lists, with stat ids and exact
 integers, and hands every other line to the same passes as above; the table is then built
 from its arrays (``_assemble_native``) and is the same, row for row, as the polars path's
-(tests hold both paths to that). Without numba, or for binary/non-UTF-8 data, the polars
-path runs.
+(tests hold both paths to that). Without a native kernel, or for binary/non-UTF-8 data, the
+polars path runs.
 
 Row order: regular lines in file order, then pdf/cdf lines, then one-line buckets; sort by
 ``line`` (kept as a column) for file order.
@@ -38,7 +38,9 @@ a stat absent from a dump has no row; the wide helpers give NaN there unless tol
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import gc
 import io
 import itertools
 import os
@@ -51,6 +53,7 @@ import polars as pl
 import pyarrow as pa
 
 from foundation.errors import InputError
+from stats_parsers import scan as scan_mod
 from stats_parsers import stats_lines as sl
 
 if TYPE_CHECKING:  # pandas loads only when a caller asks for a pandas table
@@ -64,13 +67,14 @@ _WINDOW = 96
 #: Text read per scan step; bounds the text held in memory while parsing.
 _CHUNK_BYTES = 256 * 2**20
 _UNIT_RE = r"\(([^()]*|\([^()]*\))\)$"
-#: Use the native (numba) scanner when numba imports; False forces the polars path (tests).
+#: Use the native scanner (``stats_parsers.scan``: C, else numba); False forces the polars path
+#: (tests).
 _NATIVE = True
 #: Text per native scan step: two such chunks are scanned at once, one per core.
-_NATIVE_CHUNK_BYTES = 16 * 2**20
-#: Smaller files take the polars path: importing numba and loading the compiled scanner from
-#: its cache (~1 s once per process) would cost more than the scan saves.
-_NATIVE_MIN_BYTES = 8 * 2**20
+_NATIVE_CHUNK_BYTES = scan_mod.NATIVE_CHUNK_BYTES
+#: Smaller files take the polars path: starting the scan threads and Arrow's cast costs more
+#: than they save there.
+_NATIVE_MIN_BYTES = scan_mod.NATIVE_MIN_BYTES
 
 COLUMNS = ("dump", "dump_message", "name", "key", "value", "value_int", "unit", "pdf_pct", "cdf_pct", "line")
 
@@ -132,7 +136,29 @@ def parse_stats_text(
         ends_with_newline = handle.read(1) == b"\n"
     if b"\0" in head:
         raise InputError(f"{path}: binary data, not a gem5 text stats file (NUL bytes in the first 4 KiB)")
-    found = _native_scan(path) if _NATIVE and size >= _NATIVE_MIN_BYTES else None
+    with _gc_paused():
+        found = _native_scan(path) if _NATIVE and size >= _NATIVE_MIN_BYTES else None
+        return _parse(path, found, strict, description, ends_with_newline)
+
+
+@contextlib.contextmanager
+def _gc_paused():
+    """No cyclic garbage collection while a parse runs: it makes tens of thousands of names,
+    lines and tuples that live on, and each collection walks them all again (5-10 % of a
+    big parse). Reference counting still frees everything; the collector resumes after."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
+def _parse(
+    path: Path, found: ScanResult | None, strict: bool, description: bool, ends_with_newline: bool
+) -> StatsDumps:
+    """The table from the native scan's result, else by the polars path (else line by line)."""
     try:
         if found is not None:
             return _assemble_native(path, found, strict, description, ends_with_newline)
@@ -144,12 +170,9 @@ def parse_stats_text(
 
 
 def _native_scan(path: Path) -> ScanResult | None:
-    """The numba scan's result, or None where the polars path must do it (no numba, binary
-    bytes, bad UTF-8, an absurd number of distinct names): that path and its fallback decide."""
-    try:
-        from stats_parsers import scan as scan_mod
-    except ImportError:  # pragma: no cover - numba or its LLVM missing on this platform
-        return None
+    """The native scan's result, or None where the polars path must do it (a platform without
+    numba, no kernel that runs, binary bytes, bad UTF-8, an absurd number of distinct names):
+    that path and its fallback decide."""
     if not scan_mod.HAVE_NUMBA:
         return None
     try:
@@ -373,6 +396,42 @@ def _stat_info(stat: str, text: str) -> tuple[str, str, str | None, str | None] 
 # Per-core copies of a stat share one description: split each distinct one once.
 _split_unit = functools.lru_cache(maxsize=1 << 16)(sl.split_unit)
 _name_ok = sl._NAME_RE.match
+#: What ``sl._NAME_RE`` allows after the first character, for ASCII names (``\w`` is then
+#: ``[A-Za-z0-9_]``): deleting these from a name leaves nothing.
+_NAME_REST = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.:-+<>[]@/"
+_NAME_FIRST = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_")
+
+
+def _stat_infos(names: list[str], texts: list[str]) -> list[tuple[str, str, str | None, str | None] | None]:
+    """``_stat_info`` of every (name, first line), alike but cheaper per stat: the names are
+    checked at once when all are ASCII (one ``bytes.translate``; a file has tens of thousands
+    of distinct stats), and each distinct description is split once."""
+    if not names:
+        return []
+    joined = "".join(names)
+    if joined.isascii() and not joined.encode().translate(None, _NAME_REST):
+        ok = [n[:1] in _NAME_FIRST for n in names]
+    else:
+        ok = [_name_ok(n) is not None for n in names]
+    tails: dict[str, tuple[str, str | None]] = {}
+    infos: list[tuple[str, str, str | None, str | None] | None] = []
+    for stat, text, good in zip(names, texts, ok, strict=True):
+        if not good:
+            infos.append(None)
+            continue
+        name, _, key = stat.partition("::")
+        _head, hash_, tail = text.partition(" # ")
+        if hash_:
+            split = tails.get(tail)
+            if split is None:
+                desc = tail.strip()
+                split = tails[tail] = _split_unit(desc) if desc.endswith(")") else (desc, None)
+            infos.append((name, key, split[1], split[0]))
+        elif text.endswith(")"):
+            infos.append((name, key, _split_unit(text.rstrip())[1], None))
+        else:
+            infos.append((name, key, None, None))
+    return infos
 
 
 def _row_exprs(text: pl.Expr, p1: pl.Expr, tok: pl.Expr, description: bool) -> list[pl.Expr]:
@@ -629,7 +688,7 @@ def _assemble_native(
     stat = np.concatenate([*found.reg_stat, pct["stat"]])
 
     _split_unit.cache_clear()  # per parse: a benchmark's repeat gets no head start
-    infos = [_stat_info(name, text) for name, text in zip(names, first_text, strict=True)]
+    infos = _stat_infos(names, first_text)
     bad_ids = [i for i, info in enumerate(infos) if info is None]
     if bad_ids:
         hit = np.flatnonzero(np.isin(stat, np.asarray(bad_ids, np.int32)))
@@ -801,9 +860,23 @@ def _nullable(values: np.ndarray, ok: np.ndarray) -> pl.Series:
     kind = {np.dtype(np.int64): pa.int64(), np.dtype(np.float64): pa.float64()}[values.dtype]
     n = len(values)
     if n == 0 or ok.all():
-        return pl.from_arrow(pa.Array.from_buffers(kind, n, [None, pa.py_buffer(values)]))
+        return pl.Series(_ArrowArray(pa.Array.from_buffers(kind, n, [None, pa.py_buffer(values)])))
     validity = pa.py_buffer(np.packbits(ok, bitorder="little"))
-    return pl.from_arrow(pa.Array.from_buffers(kind, n, [validity, pa.py_buffer(values)]))
+    return pl.Series(_ArrowArray(pa.Array.from_buffers(kind, n, [validity, pa.py_buffer(values)])))
+
+
+class _ArrowArray:
+    """An Arrow array seen only through the Arrow PyCapsule protocol: polars imports it that
+    way, zero copy, where its pyarrow path (``pl.from_arrow``) would import ``pyarrow.compute``
+    first (~0.1 s of a CLI run, for nothing)."""
+
+    __slots__ = ("array",)
+
+    def __init__(self, array: pa.Array) -> None:
+        self.array = array
+
+    def __arrow_c_array__(self, requested_schema: object | None = None) -> tuple[object, object]:
+        return self.array.__arrow_c_array__(requested_schema)
 
 
 def _rows_frame(extra_rows: list[tuple[int, int | None, sl.StatRow]], description: bool) -> pl.DataFrame:
@@ -891,8 +964,6 @@ def _dump_sorted(
     lines: np.ndarray, n_first: int, begins: list[int], ends: list[int]
 ) -> tuple[np.ndarray, np.ndarray]:
     """``_dump_of`` for two runs of sorted lines (``[:n_first]``, ``[n_first:]``), natively."""
-    from stats_parsers import scan as scan_mod
-
     dump = np.empty(len(lines), np.uint32)
     inside = np.empty(len(lines), np.bool_)
     scan_mod.dumps(lines, n_first, np.asarray(begins, np.int64), np.asarray(ends, np.int64), dump, inside)

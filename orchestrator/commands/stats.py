@@ -132,6 +132,9 @@ def run(args: argparse.Namespace) -> int:
     wanted = _column_list(args.columns)
     if args.kernels:
         return _kernels(args, wanted)
+    # numpy's OpenBLAS starts a worker per core that spins a while: this command does no linear
+    # algebra, and on two cores that spin is taken from the scan threads.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     _preload_scanner(args)
     from stats_parsers import cache as cache_mod
     from stats_parsers.stats import read_stats
@@ -153,39 +156,28 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _preload_scanner(args: argparse.Namespace) -> None:
-    """Start loading the native scanner (numba import + compiled code from its cache) in a
-    thread when the file is big enough to use it and not cached: LLVM's part of the load runs
-    beside the imports here."""
-    from stats_parsers import stats_text
-
+    """Start the native scan of a big text file that is not cached, in the background, before
+    polars and pyarrow load (~0.3 s): the scan kernels hold no GIL, so the scan and the imports
+    run side by side, and the parse picks the result up (``scan.prefetch``)."""
     if args.path.startswith("h5://"):
         return
+    from stats_parsers import scan
+
     target = Path(args.path)
     if target.is_dir():
         target = target / "stats.txt"
     try:
         big = (
-            target.suffix not in (".h5", ".hdf5", ".json")
-            and target.stat().st_size >= stats_text._NATIVE_MIN_BYTES
+            target.suffix not in (".h5", ".hdf5", ".json") and target.stat().st_size >= scan.NATIVE_MIN_BYTES
         )
         if big and not args.no_cache:
-            from stats_parsers.stats import cache_entry
+            from stats_parsers.cache import entry_path
 
-            entry = cache_entry(target, strict=not args.lenient, description=args.description)
-            big = not entry.is_file()
+            big = not entry_path(target, strict=not args.lenient, description=args.description).is_file()
     except OSError:
         return
-    if big and stats_text._NATIVE:
-        import threading
-
-        def load() -> None:
-            with contextlib.suppress(Exception):  # the parse itself reports what goes wrong
-                from stats_parsers import scan
-
-                if scan.HAVE_NUMBA:
-                    scan.warm()
-
-        threading.Thread(target=load, name="layerlab-scanner-load", daemon=True).start()
+    if big and scan.HAVE_NUMBA:
+        scan.prefetch(target)
 
 
 def _long_table(args: argparse.Namespace, wanted: list[str] | None, stats: StatsDumps) -> int:
@@ -214,6 +206,8 @@ def _long_table(args: argparse.Namespace, wanted: list[str] | None, stats: Stats
             return 1
     order = _LONG_ORDER + (["description"] if "description" in frame.columns else [])
     frame = frame.select(order)
+    if args.format == "parquet" and args.output:
+        return _parquet(args, wanted, frame)
     if not frame.get_column("line").is_sorted():
         # The parser appends pdf/cdf and bucket rows after the regular ones; print in file order.
         frame = frame.sort("line", maintain_order=True)
@@ -237,6 +231,26 @@ def _long_table(args: argparse.Namespace, wanted: list[str] | None, stats: Stats
         terminal_rows=TERMINAL_ROWS,
         prog="layerlab stats",
     )
+    return 0
+
+
+def _parquet(args: argparse.Namespace, wanted: list[str] | None, frame: pl.DataFrame) -> int:
+    """The long table as parquet in file order, straight from Arrow, gathered and written one
+    row group at a time with the stats table's writer settings (``cache.write_parquet_rows``):
+    no sorted copy of the whole table, no pandas. (Without -o, ``emit`` gives the error.)"""
+    import numpy as np
+
+    from orchestrator.output import write_output_with
+    from stats_parsers.cache import write_parquet_rows
+
+    lines = frame.get_column("line")
+    rows = None
+    if not lines.is_sorted():
+        # The parser appends pdf/cdf and bucket rows after the regular ones: file order is a
+        # stable sort by line (two or three sorted runs: numpy's timsort merges them).
+        rows = np.argsort(lines.to_numpy(), kind="stable").astype(np.uint32)
+    frame = _choose_columns(frame, wanted, args, _LONG_TERMINAL)
+    write_output_with(args.output, lambda sink: write_parquet_rows(frame, rows, sink))
     return 0
 
 
