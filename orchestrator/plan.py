@@ -162,30 +162,47 @@ def _gpu_overrides(spec: Experiment) -> dict[str, Any]:
     return out
 
 
-def render_options(spec: Experiment, base: Path) -> dict[str, Any]:
+def _memo(memo: dict | None, key: tuple, make: Any) -> Any:
+    """``make()``, once per ``key`` when a memo is given (the variants of one experiment share
+    their inputs, gem5 tree and guest; a matrix of 250 variants need not look them up 250 times)."""
+    if memo is None:
+        return make()
+    if key not in memo:
+        memo[key] = make()
+    return memo[key]
+
+
+def render_options(spec: Experiment, base: Path, memo: dict | None = None) -> dict[str, Any]:
     """make_params options shared by every run of the variant (machine, inputs, gem5)."""
-    source, _real = gem5_source(spec, base)
-    binary = _path(spec.gem5.binary, base) if spec.gem5.binary else "gem5.opt"
+    gem5 = spec.gem5
+    source, _real = _memo(memo, ("source", gem5.source, gem5.profile, base), lambda: gem5_source(spec, base))
+    binary = _path(gem5.binary, base) if gem5.binary else "gem5.opt"
     return {
-        "profile": spec.gem5.profile,
+        "profile": gem5.profile,
         "device": spec.hardware.device,
         "gpu_overrides": _gpu_overrides(spec),
-        "script_style": spec.gem5.script_style,
-        "cpu_type": spec.gem5.cpu,
+        "script_style": gem5.script_style,
+        "cpu_type": gem5.cpu,
         "gem5_src": source,
         "gem5_binary": binary,
-        "docker_image": spec.gem5.container,
-        **inputs(spec, base),
+        "docker_image": gem5.container,
+        **_memo(memo, ("inputs", spec.image, gem5.profile, base), lambda: inputs(spec, base)),
     }
 
 
-def root_runs(spec: Experiment, base: Path, workspace: Path, variant: str = "") -> list[RunPlan]:
-    """The boot checkpoint (if the spec boots once) and the census of a variant."""
-    options = render_options(spec, base)
+def root_runs(
+    spec: Experiment, base: Path, workspace: Path, variant: str = "", memo: dict | None = None
+) -> list[RunPlan]:
+    """The boot checkpoint (if the spec boots once) and the census of a variant.
+
+    ``memo``: a dict the caller keeps for the variants of one experiment (see ``_memo``).
+    """
+    options = render_options(spec, base, memo)
     machine = machine_label(spec) + (f"-{variant}" if variant and variant not in machine_label(spec) else "")
     stem = f"{model_label(spec)}/{shape_label(spec)}/{machine}"
     runs: list[RunPlan] = []
-    census_opts = {**options, "guest_command": guest_command(spec), "skip_until": SKIP_ALL}
+    guest = _memo(memo, ("guest", spec.driver, spec.model, spec.shapes), lambda: guest_command(spec))
+    census_opts = {**options, "guest_command": guest, "skip_until": SKIP_ALL}
     if spec.boot_checkpoint:
         boot_dir = workspace / "boot" / machine
         runs.append(

@@ -6,12 +6,21 @@ timestamps, exit code and cause, the failure digest and the results a status tab
 journaling lets the conductor, ``layerlab status`` and a second conductor read and write at once;
 every write is one short transaction, so a crash loses at most the update it was making, and
 the conductor reconciles the rest with the backends when it starts.
+
+A store keeps one connection per thread open (opening one costs more than most queries), and
+``batch()`` folds many writes into one transaction where losing them all together is harmless.
+
+The ``renders`` table is the resume's memory: per run label, a key of everything the run's
+``run_id`` depends on (the plan's options, the input files' identities, the renderer's code)
+and the ``run_id`` that rendered from it. A resume whose key matches skips the render; it is a
+cache, so a lost or stale row only costs a render.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -52,6 +61,15 @@ CREATE TABLE IF NOT EXISTS runs (
     machine TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_by_experiment ON runs (experiment, label);
+CREATE TABLE IF NOT EXISTS renders (
+    experiment TEXT NOT NULL,
+    label TEXT NOT NULL,
+    key TEXT NOT NULL,
+    run_id TEXT NOT NULL,
+    outdir TEXT NOT NULL,
+    files TEXT NOT NULL DEFAULT '{}',
+    PRIMARY KEY (experiment, label)
+);
 """
 
 
@@ -101,24 +119,63 @@ _COLUMNS = [
 ]  # fmt: skip
 
 
+@dataclass(frozen=True)
+class Render:
+    """What a run label last rendered to: the key it was rendered from, its run_id and outdir,
+    and the identities (``size:mtime_ns:inode``) of files the resume trusts without reading."""
+
+    key: str
+    run_id: str
+    outdir: str
+    files: dict[str, str]
+
+
 class RunStore:
     """The ledger of one workspace (``<workspace>/layerlab-runs.sqlite``)."""
 
     def __init__(self, workspace: str | Path) -> None:
         self.path = Path(workspace) / STORE_FILE
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
         with self._conn() as conn:
             conn.executescript(_SCHEMA)
 
     @contextmanager
     def _conn(self) -> Iterator[sqlite3.Connection]:
-        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        try:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
-            yield conn
-        finally:
+            self._local.conn = conn
+            self._local.depth = 0
+        yield conn
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """The writes inside as one transaction (nested: the outermost commits)."""
+        with self._conn() as conn:
+            self._local.depth += 1
+            if self._local.depth == 1:
+                conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                if self._local.depth == 1:
+                    conn.execute("ROLLBACK")
+                raise
+            else:
+                if self._local.depth == 1:
+                    conn.execute("COMMIT")
+            finally:
+                self._local.depth -= 1
+
+    def close(self) -> None:
+        """Close this thread's connection (a later call opens a new one)."""
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
             conn.close()
+            self._local.conn = None
 
     @staticmethod
     def _row(row: sqlite3.Row | tuple) -> RunRecord:
@@ -141,6 +198,12 @@ class RunStore:
         with self._conn() as conn:
             rows = conn.execute(query + " ORDER BY label", args).fetchall()
         return [self._row(r) for r in rows]
+
+    def states(self, experiment: str) -> dict[str, str]:
+        """run_id -> state of an experiment's runs (the exit status needs no more)."""
+        with self._conn() as conn:
+            rows = conn.execute("SELECT run_id, state FROM runs WHERE experiment=?", (experiment,)).fetchall()
+        return dict(rows)
 
     def put(self, record: RunRecord) -> None:
         """Insert or replace a whole record (one transaction)."""
@@ -165,6 +228,39 @@ class RunStore:
         sets = ", ".join(f"{k}=?" for k in fields)
         with self._conn() as conn:
             conn.execute(f"UPDATE runs SET {sets} WHERE run_id=?", (*fields.values(), run_id))
+
+    def slice_rates(self, experiment: str, machine: str) -> list[float]:
+        """Host seconds per GPU cycle of the done slices of one machine (for predictions)."""
+        with self._conn() as conn:
+            rows = conn.execute(
+                "SELECT host_seconds, gpu_cycles FROM runs WHERE experiment=? AND kind='slice' "
+                "AND state='done' AND machine=? AND host_seconds > 0 AND gpu_cycles > 0",
+                (experiment, machine),
+            ).fetchall()
+        return [seconds / cycles for seconds, cycles in rows]
+
+    # -- the resume's memory
+    def renders(self, experiment: str) -> dict[str, Render]:
+        """Every label's last render of an experiment."""
+        with self._conn() as conn:
+            rows = conn.execute(
+                "SELECT label, key, run_id, outdir, files FROM renders WHERE experiment=?", (experiment,)
+            ).fetchall()
+        return {
+            label: Render(key, run_id, outdir, json.loads(files))
+            for label, key, run_id, outdir, files in rows
+        }
+
+    def remember(self, experiment: str, renders: dict[str, Render]) -> None:
+        """Record labels' renders (one transaction for all of them)."""
+        if not renders:
+            return
+        rows = [
+            (experiment, label, r.key, r.run_id, r.outdir, json.dumps(r.files, sort_keys=True))
+            for label, r in renders.items()
+        ]
+        with self.batch(), self._conn() as conn:
+            conn.executemany("INSERT OR REPLACE INTO renders VALUES (?, ?, ?, ?, ?, ?)", rows)
 
 
 def now() -> float:

@@ -283,3 +283,34 @@ def test_collect_joins_every_sliced_run(tmp_path: Path, capsys) -> None:
     table = pd.read_parquet(out)
     assert set(table["label"].str.rsplit("/", n=1).str[-1]) == {"step1-layer0", "step1-layer1"}
     assert set(table.loc[~table["blit"].astype(bool), "census_layer"]) == {0, 1}
+
+
+@double_only
+def test_a_census_without_markers_fails_its_branch_only(tmp_path: Path, capsys) -> None:
+    """A census that ran but whose kernel map cannot be built (no markers) fails with a digest
+    naming the cause; the experiment's other branch runs to the end, and nothing raises."""
+    data = json.loads(SCENARIO.read_text())
+    data["events"] = [e for e in data["events"] if e["type"] != "marker"]
+    bare = tmp_path / "no-markers.json"
+    bare.write_text(json.dumps(data))
+    wrapper = tmp_path / "nomarkers" / "gem5.opt"  # the same double, scripted without markers
+    wrapper.parent.mkdir()
+    double = REPO / "tests" / "gem5_double" / "gem5.opt"
+    wrapper.write_text(f'#!/bin/sh\nLAYERLAB_GEM5_DOUBLE_SCENARIO={bare} exec {double} "$@"\n')
+    wrapper.chmod(0o755)
+    spec = make_spec(tmp_path, matrix={"gem5.binary": [str(double), str(wrapper)]})
+    for _attempt in range(2):  # the run, then a resume that says the same
+        assert main(["run", str(spec), "--quiet"]) == 1
+        records = status(capsys, spec)
+        failed = [r for r in records if r["state"] != "done"]
+        assert [(r["kind"], r["state"], r["digest"]["cause"]) for r in failed] == [
+            ("census", "failed", "kernel_map")
+        ]
+        assert "no workbegin/workend markers" in failed[0]["digest"]["detail"]
+        assert "nomarkers" in failed[0]["label"] and failed[0]["attempts"] == 1
+        done = [r for r in records if r["state"] == "done"]
+        assert sorted(r["kind"] for r in done) == ["boot", "boot", "census", "slice"]
+        assert all("nomarkers" not in r["label"] for r in done if r["kind"] != "boot")
+    assert main(["status", str(spec)]) == 1
+    out = capsys.readouterr().out
+    assert "kernel_map" in out and "--markers gem5" in out

@@ -50,6 +50,10 @@ def rows(records: list) -> list[dict]:
     return out
 
 
+#: Columns flushed right in the table.
+NUMERIC = ("sim_ticks", "gpu_cycles", "host_s", "predicted_s")
+
+
 def print_status(store, experiment: str, fmt: str) -> int:
     records = store.all(experiment)
     if fmt == "json":
@@ -57,23 +61,34 @@ def print_status(store, experiment: str, fmt: str) -> int:
 
         sys.stdout.write(dumps_json([r.to_json() for r in records]))
     else:
-        from rich.console import Console
-        from rich.table import Table
-
-        table = Table(title=f"{experiment}: {len(records)} runs", header_style="bold")
-        for column in COLUMNS:
-            table.add_column(
-                column,
-                justify="right" if column in ("sim_ticks", "gpu_cycles", "host_s", "predicted_s") else "left",
-            )
-        for row in rows(records):
-            table.add_row(*("" if row[c] is None else str(row[c]) for c in COLUMNS))
-        Console(file=sys.stdout, width=180).print(table)
+        _print_table(experiment, records)
         failed = [r for r in records if r.state in ("failed", "timed_out")]
         for r in failed:
             d = r.digest or {}
             print(f"  {r.label}: {d.get('cause')}: {d.get('detail')}\n    fix: {d.get('hint')}")
     return 0 if records and all(r.state == "done" for r in records) else 1
+
+
+def _print_table(experiment: str, records: list) -> None:
+    """rich's boxed table for a few runs; the plain renderer beyond ``RICH_MAX_ROWS`` (rich
+    takes about a second for a thousand rows, and the resume prints this table every time)."""
+    from orchestrator.output import RICH_MAX_ROWS, render_plain
+
+    title = f"{experiment}: {len(records)} runs"
+    cells = [["" if row[c] is None else str(row[c]) for c in COLUMNS] for row in rows(records)]
+    if len(records) > RICH_MAX_ROWS:
+        columns = [[row[i] for row in cells] for i in range(len(COLUMNS))]
+        sys.stdout.write(render_plain(list(COLUMNS), columns, [c in NUMERIC for c in COLUMNS], title))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, header_style="bold")
+    for column in COLUMNS:
+        table.add_column(column, justify="right" if column in NUMERIC else "left")
+    for row in cells:
+        table.add_row(*row)
+    Console(file=sys.stdout, width=180).print(table)
 
 
 def run(args: argparse.Namespace) -> int:
