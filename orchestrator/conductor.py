@@ -259,7 +259,6 @@ class Conductor:
         self.workspace = (
             Path(workspace) if workspace else default_workspace(self.spec_path, self.spec)
         ).resolve()
-        self.store = RunStore(self.workspace)
         self.jobs = jobs or self.spec.backend.jobs
         self.force = force
         self.retry_failed = retry_failed
@@ -277,6 +276,8 @@ class Conductor:
         capacity = getattr(self.backend, "capacity", None)
         #: (CPUs, memory GiB) that runs at once may reserve; None: the backend admits on its own.
         self.capacity: tuple[float, float] | None = capacity() if capacity else None
+        # The store last: a spec or backend setting that is refused leaves no workspace behind.
+        self.store = RunStore(self.workspace)
         self.nodes: list[Node] = []
         #: Every node of the graph so far, in the order it was made.
         self.every: list[Node] = []
@@ -644,7 +645,21 @@ class Conductor:
         assert record is not None and run_id is not None
         env = self._env(node.spec)
         expected = _expected_kernels(node.plan.run_dir) if node.plan.kind == "slice" else None
-        handle = self.backend.submit(node.plan.run_dir, env, node.plan.timeout_s)
+        try:
+            handle = self.backend.submit(node.plan.run_dir, env, node.plan.timeout_s)
+        except InputError as exc:
+            # The backend refused this run (sbatch said no, a host lacks an input): this branch
+            # fails with the backend's words, the others go on.
+            self.store.update(
+                run_id,
+                state="failed",
+                attempts=record.attempts + 1,
+                ended_at=now(),
+                exit_cause="submit",
+                digest={"cause": "backend", "detail": str(exc), "hint": f"the {self.backend.name} backend could not start the run", "evidence": None},
+            )  # fmt: skip
+            self.report(f"{node.plan.label}: cannot submit: {exc}")
+            return
         self.store.update(
             run_id,
             state="running",
