@@ -88,6 +88,34 @@ class DriverPlan:
         return [s for s in self.steps if s["phase"] in ("prefill", "decode")]
 
 
+def plan_ops(
+    plan: DriverPlan,
+    step: int,
+    machine: HardwareSpec,
+    layers: str = "0",
+    estimator: str = "roofline",
+    calibration: Any = None,
+) -> pd.DataFrame:
+    """The analytical ops of ``step`` of the driver's plan on ``machine``: the one place that turns
+    the driver's run order (prefill tokens, decode contexts C, C+1, ...) into an estimate."""
+    from analytical.pipeline import estimate_layer
+
+    entry = plan.step(step)
+    prefill = entry["phase"] != "decode"
+    return estimate_layer(
+        plan.model,
+        machine,
+        "prefill" if prefill else "decode",
+        batch=plan.batch,
+        seq=entry["tokens"] if prefill else None,
+        context=entry["context"] if prefill else max(1, entry["context"]),
+        dtype=plan.dtype,
+        layers=layers,
+        estimator=estimator,
+        calibration=calibration,
+    )
+
+
 def driver_plan(guest_command: Sequence[str]) -> DriverPlan:
     """The plan of a ``layer`` driver command (``python3 .../layer.py ARGS`` or the bare ARGS).
 
@@ -129,22 +157,7 @@ def step_ops(
     calibration: Any = None,
 ) -> pd.DataFrame:
     """``estimate_layer`` of one step of the plan, every layer and the non-layer ops (``layer`` -1)."""
-    from analytical.pipeline import estimate_layer
-
-    entry = plan.step(step)
-    prefill = entry["phase"] != "decode"
-    table = estimate_layer(
-        plan.model,
-        machine,
-        "prefill" if prefill else "decode",
-        batch=plan.batch,
-        seq=entry["tokens"] if prefill else None,
-        context=entry["context"] if prefill else max(1, entry["context"]),
-        dtype=plan.dtype,
-        layers="all",
-        estimator=estimator,
-        calibration=calibration,
-    )
+    table = plan_ops(plan, step, machine, "all", estimator=estimator, calibration=calibration)
     return table[table["op"] != "total"].reset_index(drop=True)
 
 

@@ -646,20 +646,9 @@ def traced_slices(measured: Measured) -> list[tuple[int, int]]:
 
 def plan_layer_ops(plan: Any, step: int, machine: Any) -> pd.DataFrame:
     """The analytical ops of one decoder layer of ``step`` of the plan on ``machine`` (every estimator)."""
-    from analytical.pipeline import estimate_layer
+    from reports.extrapolate import plan_ops
 
-    entry = plan.step(step)
-    prefill = entry["phase"] != "decode"
-    return estimate_layer(
-        plan.model,
-        machine,
-        "prefill" if prefill else "decode",
-        batch=plan.batch,
-        seq=entry["tokens"] if prefill else None,
-        context=entry["context"] if prefill else max(1, entry["context"]),
-        dtype=plan.dtype,
-        layers="0",
-    )
+    return plan_ops(plan, step, machine, "0")
 
 
 def device_hardware(device: str) -> str | None:

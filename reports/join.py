@@ -85,7 +85,6 @@ def _driver_args(guest_command: list[str]) -> Any:
 def estimated_ops(run_dir: str | Path, estimator: str = "roofline") -> pd.DataFrame:
     """The analytical ops of the slice's layer on the machine the run simulated."""
     from analytical.hardware import machine_of
-    from analytical.pipeline import estimate_layer
     from gem5_configs.render import read_params
 
     folder = Path(run_dir)
@@ -95,24 +94,12 @@ def estimated_ops(run_dir: str | Path, estimator: str = "roofline") -> pd.DataFr
         raise InputError(f"{folder}: no {SLICE_FILE} (join needs a run sliced from a census)")
     record = json.loads(record_path.read_text(encoding="utf-8"))
     _driver_args(list(params.workload.guest_command))  # only the layer driver, said clearly
-    from reports.extrapolate import driver_plan
+    from reports.extrapolate import driver_plan, plan_ops
 
     # The driver's own run order: warm-up steps, prefill, decode contexts C, C+1, ...
     plan = driver_plan(params.workload.guest_command)
-    entry = plan.step(int(record["step"]))
-    prefill = entry["phase"] != "decode"
     machine = machine_of(params.gpu, params.machine.profile)
-    return estimate_layer(
-        plan.model,
-        machine,
-        "prefill" if prefill else "decode",
-        batch=plan.batch,
-        seq=entry["tokens"] if prefill else None,
-        context=entry["context"] if prefill else max(1, entry["context"]),
-        dtype=plan.dtype,
-        layers="0",
-        estimator=estimator,
-    )
+    return plan_ops(plan, int(record["step"]), machine, "0", estimator=estimator)
 
 
 def join(kernels: pd.DataFrame, ops: pd.DataFrame) -> pd.DataFrame:
