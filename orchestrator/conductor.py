@@ -648,8 +648,10 @@ class Conductor:
         try:
             handle = self.backend.submit(node.plan.run_dir, env, node.plan.timeout_s)
         except InputError as exc:
-            # The backend refused this run (sbatch said no, a host lacks an input): this branch
-            # fails with the backend's words, the others go on.
+            # The backend refused the run (sbatch said no, a host lacks a path map entry): a
+            # setting of the spec is wrong, so the run is recorded failed with the backend's
+            # words and `layerlab run` stops with that one line (exit 2); runs already going
+            # keep going and the next `layerlab run` follows them.
             self.store.update(
                 run_id,
                 state="failed",
@@ -658,8 +660,7 @@ class Conductor:
                 exit_cause="submit",
                 digest={"cause": "backend", "detail": str(exc), "hint": f"the {self.backend.name} backend could not start the run", "evidence": None},
             )  # fmt: skip
-            self.report(f"{node.plan.label}: cannot submit: {exc}")
-            return
+            raise
         self.store.update(
             run_id,
             state="running",

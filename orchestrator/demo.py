@@ -172,6 +172,10 @@ def run_experiment(spec_path: Path, workspace: Path, say: Callable[[str], None])
 
 
 def main(out: Path, say: Callable[[str], None] = print) -> int:
+    from foundation.errors import InputError
+
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out: {out} exists and is not a directory (the demo writes a folder)")
     out = out.resolve()
     out.mkdir(parents=True, exist_ok=True)
 

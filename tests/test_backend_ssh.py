@@ -99,7 +99,8 @@ def make_spec(tmp_path: Path, server: sshd_service.Sshd, events_edit=None, **set
     path.write_text(yaml.safe_dump(spec))
     experiment, base = load_spec(path)
     tree = gem5_source(experiment, base)[0]
-    path_map.setdefault(tree, tree)  # the gem5 tree, as the host has it
+    for form in {tree, str(Path(tree).resolve())}:  # the gem5 tree, as given and as rendered
+        path_map.setdefault(form, form)
     env = {"LAYERLAB_CACHE_DIR": os.environ["LAYERLAB_CACHE_DIR"]}  # the double's config cache
     spec["backend"] = {
         "kind": "ssh",
@@ -312,7 +313,7 @@ def test_bad_settings_name_the_field(tmp_path: Path, sshd, capsys) -> None:
     # An unmapped directory (the gem5 tree's configs/) is refused with the entry to add.
     data["backend"]["settings"] = {**good, "path_map": {str(REPO): str(REPO)}}
     spec.write_text(yaml.safe_dump(data))
-    tree = gem5_source(*load_spec(spec))[0]
+    tree = str(Path(gem5_source(*load_spec(spec))[0]).resolve())
     if not Path(tree).is_relative_to(REPO):
         err = _one_line_error(capsys, ["run", str(spec), "--quiet"])
         assert "backend.settings.path_map" in err and tree in err

@@ -183,12 +183,16 @@ COMMANDS: dict[str, tuple[str, Argv]] = {
     "render --kernel": ("vmlinux", _render),
     "image inspect": ("disk.img", lambda p, r, o: ["image", "inspect", str(p)]),
     "image build": ("recipe.yaml", lambda p, r, o: ["image", "build", str(p), "--out", str(r / "images")]),
+    # the demo's only input is its output folder: a file in its place is refused before anything runs
+    "demo": ("demo-out", lambda p, r, o: ["demo", "--out", str(p)]),
 }
 
 #: Inputs that are not bad input for a command, so they are not in its corpus.
 ACCEPTED: dict[str, set[str]] = {
     # no saved kernel map (missing, or a directory in its place) is fine: the side-file is read
     "window (kernel map)": {"missing", "directory"},
+    # a missing folder is made, an existing one is written into: both are what --out means
+    "demo": {"missing", "directory"},
     # gem5 reads the kernel, not layerlab: any regular file is a kernel to render (the tests'
     # own kernels are empty files); only a missing path or a directory is bad input.
     "render --kernel": {
