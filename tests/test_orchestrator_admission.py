@@ -8,6 +8,7 @@ DOUBLE (not a simulator); with LAYERLAB_GEM5 set the same spec runs on a real ge
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -48,7 +49,7 @@ def test_runs_larger_than_memory_are_admitted_one_at_a_time(tmp_path: Path, caps
     assert main(["run", str(spec), "--quiet"]) == 0
     spans = _intervals(capsys, spec)
     assert len(spans) == 6
-    for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
+    for (_, end), (start, _) in itertools.pairwise(spans):
         assert start >= end, f"two runs overlapped although their memory does not fit twice: {spans}"
 
 
