@@ -104,11 +104,16 @@ def atomic_open(
     encoding: str | None = "utf-8",
     *,
     make_parents: bool = True,
+    durable: bool = True,
 ) -> Iterator[IO]:
     """Open a temporary sibling of ``path``; on clean exit rename it over ``path``.
 
     On an exception the temporary file is removed and ``path`` is left untouched. A character
     device or FIFO is opened and written in place instead; a symlink's target is written.
+    ``durable=False`` keeps the rename (no reader ever sees half a file) but skips the fsyncs:
+    for files that are a pure function of their inputs and are compared and rewritten by
+    whoever relies on them (a run's rendered files), where two fsyncs a file were most of a
+    trivial run's orchestration cost.
     """
     target = resolve(path, make_parents=make_parents)
     binary = "b" in mode
@@ -123,17 +128,21 @@ def atomic_open(
         with os.fdopen(fd, mode, encoding=None if binary else encoding) as handle:
             yield handle
             handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                os.fsync(handle.fileno())
         os.replace(tmp, final)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    _fsync_dir(final.parent)
+    if durable:
+        _fsync_dir(final.parent)
 
 
-def write_text(path: str | os.PathLike[str], text: str, *, make_parents: bool = True) -> None:
-    with atomic_open(path, "w", make_parents=make_parents) as handle:
+def write_text(
+    path: str | os.PathLike[str], text: str, *, make_parents: bool = True, durable: bool = True
+) -> None:
+    with atomic_open(path, "w", make_parents=make_parents, durable=durable) as handle:
         handle.write(text)
 
 

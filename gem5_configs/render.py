@@ -109,7 +109,9 @@ class RenderedRun:
         written = []
         for name in sorted(self.files):
             path = out / name
-            atomic.write_text(path, self.files[name])
+            # Rendered files are a pure function of the params and are compared (and rewritten)
+            # before every run: atomic, but not fsynced (see foundation.atomic).
+            atomic.write_text(path, self.files[name], durable=False)
             written.append(path)
         for name in (GUEST_SCRIPT, RUN_SCRIPT):
             if name in self.files:

@@ -445,8 +445,10 @@ class Conductor:
             from foundation import atomic
             from foundation.rundir import SLICE_FILE
 
-            atomic.write_text(
-                run_dir / SLICE_FILE, json.dumps({"run_id": rendered.run_id, **record}, indent=2) + "\n"
+            atomic.write_text(  # rendered with the run (see RenderedRun.write): not fsynced
+                run_dir / SLICE_FILE,
+                json.dumps({"run_id": rendered.run_id, **record}, indent=2) + "\n",
+                durable=False,
             )
         return rendered.run_id
 
