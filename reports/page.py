@@ -96,6 +96,18 @@ def fmt(value: Any, digits: int = 3) -> str:
     return f"{number:.{digits}g}"
 
 
+def _metric_cells(s: Any) -> dict[str, Any]:
+    """The agreement metrics of one summary row, formatted as every table of the page shows them."""
+    return {
+        "pairs": int(s["pairs"]),
+        "mape_pct": fmt(s["mape_pct"]),
+        "pearson": fmt(s["pearson"]),
+        "nrmse": fmt(s["nrmse"]),
+        "within_10pct": _share(s["within_10pct"]),
+        "within_20pct": _share(s["within_20pct"]),
+    }
+
+
 def _share(value: Any) -> str:
     return "-" if value is None or not math.isfinite(float(value)) else f"{float(value) * 100:.0f} %"
 
@@ -222,12 +234,7 @@ def _agreement(summary: pd.DataFrame) -> tuple[list[dict[str, Any]], list[dict[s
         overall.append(
             {
                 "estimator": s["estimator"],
-                "pairs": int(s["pairs"]),
-                "mape_pct": fmt(s["mape_pct"]),
-                "pearson": fmt(s["pearson"]),
-                "nrmse": fmt(s["nrmse"]),
-                "within_10pct": _share(s["within_10pct"]),
-                "within_20pct": _share(s["within_20pct"]),
+                **_metric_cells(s),
                 "layer_pairs": int(layer["pairs"]),
                 "layer_mape_pct": fmt(layer["mape_pct"]),
             }
@@ -321,12 +328,7 @@ def context(
                 "level": s["level"],
                 "estimator": s["estimator"],
                 "op_class": s["op_class"],
-                "pairs": int(s["pairs"]),
-                "mape_pct": fmt(s["mape_pct"]),
-                "pearson": fmt(s["pearson"]),
-                "nrmse": fmt(s["nrmse"]),
-                "within_10pct": _share(s["within_10pct"]),
-                "within_20pct": _share(s["within_20pct"]),
+                **_metric_cells(s),
             }
         )
     overall, by_class = _agreement(tables.summary)
@@ -453,12 +455,7 @@ def hardware_context(
             {
                 "compared": s["compared"],
                 "machine": s["machine"],
-                "pairs": int(s["pairs"]),
-                "mape_pct": fmt(s["mape_pct"]),
-                "pearson": fmt(s["pearson"]),
-                "nrmse": fmt(s["nrmse"]),
-                "within_10pct": _share(s["within_10pct"]),
-                "within_20pct": _share(s["within_20pct"]),
+                **_metric_cells(s),
                 "layer_pairs": int(layer["pairs"]),
                 "layer_mape_pct": fmt(layer["mape_pct"]),
             }

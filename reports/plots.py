@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from analytical.estimators import ESTIMATORS
+from analytical.plot import _num  # one number format for every chart of layerlab
 from foundation import atomic
 from reports.hardware import CPU_WARNING as CPU_NOTE
 from reports.runs import SELFTEST_TITLE
@@ -47,16 +48,6 @@ _DPI = 120
 _SELFTEST_COLOUR = "#b00020"
 _WARNING_COLOUR = "#8a4b00"
 _LABEL_BOX = {"boxstyle": "square,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.85}
-
-
-def _num(value: float) -> str:
-    if value == 0 or not math.isfinite(value):
-        return "0" if value == 0 else "-"
-    if abs(value) >= 1000:
-        return f"{value:,.0f}"
-    if abs(value) >= 1e-3:
-        return f"{value:.3g}"
-    return f"{value:.2g}"
 
 
 def _rate_text(value: float, unit: str) -> str:
