@@ -278,3 +278,15 @@ def open_workspace(spec_path: str | Path, workspace: str | Path | None):  # -> (
     if not (folder / STORE_FILE).is_file():
         raise InputError(f"{folder}: no runs yet (no {STORE_FILE}); `layerlab run {spec_path}` first")
     return spec, folder, RunStore(folder)
+
+
+def done_slices(spec_path: str | Path, workspace: str | Path | None):  # -> (Experiment, Path, [RunRecord])
+    """The done sliced runs of an experiment (what collect, report and calibrate read), or one
+    line saying none is done yet."""
+    from foundation.errors import InputError
+
+    spec, folder, store = open_workspace(spec_path, workspace)
+    records = [r for r in store.all(spec.name) if r.kind == "slice" and r.state == "done"]
+    if not records:
+        raise InputError(f"{spec_path}: no sliced run is done yet (see `layerlab status {spec_path}`)")
+    return spec, folder, records

@@ -127,17 +127,6 @@ def find_run_dirs(paths: list[str]) -> list[Path]:
     return unique
 
 
-def spec_run_dirs(spec: str, workspace: str | None) -> tuple[list[Path], Path]:
-    """Every done sliced run of an experiment, and its workspace."""
-    from orchestrator.store import open_workspace
-
-    spec_obj, folder, store = open_workspace(spec, workspace)
-    records = [r for r in store.all(spec_obj.name) if r.kind == "slice" and r.state == "done"]
-    if not records:
-        raise InputError(f"{spec}: no sliced run is done yet (see `layerlab status {spec}`)")
-    return [Path(r.run_dir) for r in records], folder
-
-
 def _machine_label(params: Any, machine: Any) -> str:
     """``gem5-mi300x v24.0`` plus every knob that differs from gem5's stock machine."""
     from analytical.hardware import gem5_config

@@ -88,14 +88,9 @@ def _kind(path: Path) -> str:
 
 
 def _spec_runs(spec: Path, workspace: str | None) -> list[Path]:
-    from foundation.errors import InputError
-    from orchestrator.store import open_workspace
+    from orchestrator.store import done_slices
 
-    experiment, _, store = open_workspace(spec, workspace)
-    runs = [Path(r.run_dir) for r in store.all(experiment.name) if r.kind == "slice" and r.state == "done"]
-    if not runs:
-        raise InputError(f"{spec}: no sliced run is done yet (see `layerlab status {spec}`)")
-    return runs
+    return [Path(r.run_dir) for r in done_slices(spec, workspace)[2]]
 
 
 def _run_rows(run: Path, estimator: str) -> tuple[Any, tuple, str]:

@@ -36,15 +36,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from foundation.errors import InputError
     from orchestrator.conductor import KERNELS_FILE, collect_run
     from orchestrator.output import dumps_json, write_output_with
-    from orchestrator.store import open_workspace
+    from orchestrator.store import done_slices
 
-    spec, workspace, store = open_workspace(args.spec, args.workspace)
-    records = [r for r in store.all(spec.name) if r.kind == "slice" and r.state == "done"]
-    if not records:
-        raise InputError(f"{args.spec}: no sliced run is done yet (see `layerlab status {args.spec}`)")
+    spec, workspace, records = done_slices(args.spec, args.workspace)
     tables = []
     for record in records:
         run_dir = Path(record.run_dir)

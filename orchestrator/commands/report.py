@@ -91,7 +91,7 @@ def _is_spec(inputs: list[str]) -> bool:
 def run(args: argparse.Namespace) -> int:
     from foundation.errors import InputError
     from reports.build import build_report
-    from reports.runs import SELFTEST_TITLE, find_run_dirs, spec_run_dirs
+    from reports.runs import SELFTEST_TITLE, find_run_dirs
 
     measured = None
     if args.measured is not None:
@@ -114,7 +114,10 @@ def run(args: argparse.Namespace) -> int:
             raise InputError("--workspace: only with a spec")
         run_dirs, out = [], Path(args.out) if args.out else Path("report")
     elif _is_spec(args.inputs):
-        run_dirs, workspace = spec_run_dirs(args.inputs[0], args.workspace)
+        from orchestrator.store import done_slices
+
+        _spec, workspace, records = done_slices(args.inputs[0], args.workspace)
+        run_dirs = [Path(r.run_dir) for r in records]
         out = Path(args.out) if args.out else workspace / "report"
     else:
         if args.workspace:
