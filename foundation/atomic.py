@@ -152,12 +152,17 @@ def write_bytes(path: str | os.PathLike[str], data: bytes, *, make_parents: bool
 
 
 def write_with(
-    path: str | os.PathLike[str], writer: Callable[[str], None], *, make_parents: bool = True
+    path: str | os.PathLike[str],
+    writer: Callable[[str], None],
+    *,
+    make_parents: bool = True,
+    durable: bool = True,
 ) -> None:
     """Let ``writer`` produce a file by path (e.g. ``DataFrame.to_parquet``), then rename it in place.
 
     For a character device or FIFO the writer fills a private temp file whose bytes are then
-    streamed into the device (a writer may seek; a FIFO cannot).
+    streamed into the device (a writer may seek; a FIFO cannot). ``durable=False``: no fsyncs
+    (as ``atomic_open``), for files that can be made again (caches).
     """
     target = resolve(path, make_parents=make_parents)
     final = target.path
@@ -176,11 +181,13 @@ def write_with(
     try:
         writer(tmp)
         os.chmod(tmp, _umask_mode())
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
+        if durable:
+            with open(tmp, "rb+") as handle:
+                os.fsync(handle.fileno())
         os.replace(tmp, final)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    _fsync_dir(final.parent)
+    if durable:
+        _fsync_dir(final.parent)

@@ -15,6 +15,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,7 +27,7 @@ if TYPE_CHECKING:  # imported where used: ``layerlab stats`` checks for an entry
 
 #: Bump when the table layout or parsing rules change; old entries are then ignored.
 PARSER_VERSION = "stats-1"
-_META_KEY = b"layerlab.stats"
+_META_KEY = "layerlab.stats"
 
 
 def default_cache_dir() -> Path:
@@ -52,19 +53,33 @@ def cache_path(source: Path, options: str, cache_dir: Path | None = None) -> Pat
 
 
 def load(path: Path) -> tuple[pl.DataFrame, dict] | None:
-    """The cached frame and its metadata, or None if absent or unreadable."""
+    """The cached frame (the parser's column order) and its metadata, or None if absent or
+    unreadable."""
+    meta = entry_meta(path)
+    if meta is None:
+        return None
+    import polars as pl
+
+    from stats_parsers.stats_text import COLUMNS
+
+    try:
+        frame = pl.read_parquet(path)
+    except (OSError, ValueError, pl.exceptions.PolarsError):
+        return None
+    return frame.select([*COLUMNS, *(["description"] if "description" in frame.columns else [])]), meta
+
+
+def entry_meta(path: Path) -> dict | None:
+    """The metadata of the cache entry ``path`` (read from its footer alone), or None if it is
+    absent or its footer is unreadable: the check before the entry is copied out whole."""
     if not path.is_file():
         return None
     import polars as pl
-    import pyarrow as pa
-    import pyarrow.parquet as pq
 
     try:
-        table = pq.read_table(path)
-        meta = json.loads((table.schema.metadata or {})[_META_KEY])
-    except (OSError, KeyError, ValueError, pa.ArrowException):
+        return json.loads(pl.read_parquet_metadata(path)[_META_KEY])
+    except (OSError, KeyError, ValueError, pl.exceptions.PolarsError):
         return None
-    return pl.from_arrow(table.replace_schema_metadata(None)), meta
 
 
 _pending: list[threading.Thread] = []
@@ -73,19 +88,12 @@ _pending: list[threading.Thread] = []
 def store(path: Path, frame: pl.DataFrame, meta: dict, *, background: bool = False) -> None:
     """Write atomically; a failure to cache (read-only home, full disk) is not an error.
 
-    ``background``: convert and write in a thread (polars' conversion and Arrow's writer
-    release the GIL, so the caller's own output is made meanwhile); ``wait()`` joins it, and
-    so does interpreter exit."""
-    blob = json.dumps(meta).encode()
+    ``background``: write in a thread (polars' writer releases the GIL, so the caller's own
+    output is made meanwhile); ``wait()`` joins it, and so does interpreter exit."""
 
     def write() -> None:
         with contextlib.suppress(OSError):
-            atomic.write_with(
-                path,
-                lambda tmp: write_parquet_rows(
-                    frame, None, tmp, compression="zstd", metadata={_META_KEY: blob}
-                ),
-            )
+            atomic.write_with(path, lambda tmp: write_table(frame, tmp, meta), durable=False)
 
     if not background:
         write()
@@ -95,42 +103,30 @@ def store(path: Path, frame: pl.DataFrame, meta: dict, *, background: bool = Fal
     _pending.append(thread)
 
 
-def _writer_options(schema) -> dict:
-    """The settings a stats table wants: dictionary pages only for the columns that are
-    dictionaries already (name, key, unit...: trying it on a million distinct floats is wasted
-    work), min/max statistics only for the other columns (on the dictionary columns they were
-    40 % of the write). Same table when read back, written in about half the time."""
-    import pyarrow as pa
-
-    dicts = [f.name for f in schema if pa.types.is_dictionary(f.type)]
-    return {"use_dictionary": dicts, "write_statistics": [f.name for f in schema if f.name not in dicts]}
+def store_file(path: Path, written: str | os.PathLike[str]) -> None:
+    """Make the parquet file ``written`` (by ``write_table``, with its ``meta``) the cache entry
+    ``path``: a copy, so the output and the cache never share an inode. Never an error."""
+    with contextlib.suppress(OSError):
+        atomic.write_with(path, lambda tmp: shutil.copyfile(written, tmp), durable=False)
 
 
-#: Rows gathered and written at a time by ``write_parquet_rows``: pyarrow's default row group.
-ROW_GROUP = 1 << 20
+def write_table(frame: pl.DataFrame, sink, meta: dict | None = None) -> None:
+    """A parsed stats table as the parquet file that both ``layerlab stats -o`` and the cache
+    hold: ``FILE_COLUMNS`` order, rows in file order, zstd, the parse's ``meta`` (messages,
+    notes, ...) as the file's key/value metadata. With polars' own writer: categoricals become
+    dictionary columns (read back as categoricals); pyarrow's writer after a conversion to
+    Arrow took three times as long."""
+    from stats_parsers.stats_text import FILE_COLUMNS
+
+    if meta is not None and list(frame.columns[: len(FILE_COLUMNS)]) != list(FILE_COLUMNS):
+        frame = frame.select([*FILE_COLUMNS, *(["description"] if "description" in frame.columns else [])])
+    write_parquet(frame, sink, metadata={_META_KEY: json.dumps(meta)} if meta is not None else None)
 
 
-def write_parquet_rows(
-    frame: pl.DataFrame, rows, sink, *, compression: str = "snappy", metadata: dict | None = None
-) -> None:
-    """``frame`` as parquet, its rows in the order ``rows`` (indices; None: as they are), one
-    row group at a time, converted to Arrow as it goes: neither the reordered table nor its
-    Arrow copy is ever whole in memory (fresh memory costs a page fault per 4 KiB, and sorting
-    a 500 MB file's table first was a third of its write). ``metadata``: the schema's."""
-    import polars as pl
-    import pyarrow.parquet as pq
-
-    def part(lo: int):
-        if rows is None:
-            return frame.slice(lo, ROW_GROUP).to_arrow()
-        return frame[pl.Series(rows[lo : lo + ROW_GROUP])].to_arrow()
-
-    first = part(0)
-    schema = first.schema.with_metadata(metadata) if metadata else first.schema
-    with pq.ParquetWriter(sink, schema, compression=compression, **_writer_options(schema)) as out:
-        out.write_table(first)
-        for lo in range(ROW_GROUP, frame.height, ROW_GROUP):
-            out.write_table(part(lo))
+def write_parquet(frame: pl.DataFrame, sink, *, metadata: dict | None = None) -> None:
+    """Any stats table (long, filtered, per kernel) as parquet: zstd at level 1 (a third of
+    snappy's size in about the same time), min/max statistics for readers' predicate pushdown."""
+    frame.write_parquet(sink, compression="zstd", compression_level=1, metadata=metadata)
 
 
 def wait() -> None:

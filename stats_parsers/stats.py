@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import asdict
+import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 import polars as pl
 
@@ -74,11 +74,65 @@ def read_stats(
             notes=tuple(meta["notes"]),
         )
     parsed = parse_stats_text(source, strict=strict, description=description)
-    meta = {k: v for k, v in asdict(parsed).items() if k not in ("frame", "path")}
-    meta["messages"] = list(parsed.messages)
-    meta["notes"] = list(parsed.notes)
-    cache_mod.store(entry, parsed.frame, meta, background=cache_in_background)
+    cache_mod.store(entry, parsed.frame, parse_meta(parsed), background=cache_in_background)
     return parsed
+
+
+def parse_meta(stats: StatsDumps) -> dict:
+    """What a parse noticed, beside its table, as plain JSON data (the cache's and a parquet
+    output's file metadata)."""
+    return {
+        "messages": list(stats.messages),
+        "truncated": stats.truncated,
+        "skipped_lines": stats.skipped_lines,
+        "source_format": stats.source_format,
+        "notes": list(stats.notes),
+    }
+
+
+def stats_to_parquet(
+    path: str | os.PathLike[str],
+    sink: str | os.PathLike[str] | BinaryIO,
+    *,
+    strict: bool = True,
+    description: bool = False,
+    cache: bool = True,
+    cache_dir: str | os.PathLike[str] | None = None,
+) -> dict:
+    """Write the long table of any stats file (as ``read_stats`` reads it) to ``sink`` as
+    parquet: rows in file order, ``FILE_COLUMNS``, the parse's ``parse_meta`` as the file's
+    metadata, which is returned.
+
+    Why not ``read_stats`` and a write: a text file already cached is copied out of the cache
+    as it lies (the same layout: nothing decoded or encoded), and a fresh parse is encoded once,
+    for ``sink``, then copied into the cache."""
+    text = os.fspath(path) if not isinstance(path, str) else path
+    source = Path(text)
+    if source.is_dir():
+        source = source / "stats.txt"
+    textual = not text.startswith(H5_PREFIX) and source.suffix not in (".h5", ".hdf5", ".json")
+    if not (cache and textual and source.is_file()):
+        stats = read_stats(path, strict=strict, description=description, cache=cache, cache_dir=cache_dir)
+        meta = parse_meta(stats)
+        cache_mod.write_table(stats.frame, sink, meta)
+        return meta
+    entry = cache_entry(source, strict=strict, description=description, cache_dir=cache_dir)
+    meta = cache_mod.entry_meta(entry)
+    if meta is not None:
+        if isinstance(sink, (str, os.PathLike)):
+            shutil.copyfile(entry, sink)
+        else:
+            with entry.open("rb") as cached:
+                shutil.copyfileobj(cached, sink)
+        return meta
+    parsed = parse_stats_text(source, strict=strict, description=description)
+    meta = parse_meta(parsed)
+    cache_mod.write_table(parsed.frame, sink, meta)
+    if isinstance(sink, (str, os.PathLike)):
+        cache_mod.store_file(entry, sink)
+    else:
+        cache_mod.store(entry, parsed.frame, meta)
+    return meta
 
 
 def cache_entry(

@@ -51,19 +51,6 @@ On a terminal the table shows at most {TERMINAL_ROWS} rows and, for --kernels, t
 (a note says how many more: --columns or --format csv); csv/json/parquet have everything.
 """
 
-_LONG_ORDER = [
-    "dump",
-    "name",
-    "value",
-    "unit",
-    "key",
-    "value_int",
-    "dump_message",
-    "pdf_pct",
-    "cdf_pct",
-    "line",
-]
-
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -124,7 +111,13 @@ _LONG_TERMINAL = ("dump", "name", "key", "value", "unit", "pdf_pct", "cdf_pct", 
 
 
 def run(args: argparse.Namespace) -> int:
+    import gc
+
     from foundation.rundir import outputs_dir
+
+    # One file in, one table out, then exit: the collector's passes over the imports' objects
+    # (polars, pyarrow: ~0.1 s of a 100 MB parse) would free nothing this process keeps.
+    gc.disable()
 
     if not args.path.startswith("h5://"):
         # A run directory means its gem5 outdir, as the run's own command.json names it.
@@ -136,6 +129,8 @@ def run(args: argparse.Namespace) -> int:
     # algebra, and on two cores that spin is taken from the scan threads.
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     _preload_scanner(args)
+    if args.format == "parquet" and args.output and wanted is None and args.dump is None and not args.grep:
+        return _whole_parquet(args)
     from stats_parsers import cache as cache_mod
     from stats_parsers.stats import read_stats
 
@@ -180,15 +175,45 @@ def _preload_scanner(args: argparse.Namespace) -> None:
         scan.prefetch(target)
 
 
+def _whole_parquet(args: argparse.Namespace) -> int:
+    """The whole long table to a parquet file: straight from (or into) the parquet cache, whose
+    layout it shares (``stats.stats_to_parquet``)."""
+    from orchestrator.output import write_output_with
+    from stats_parsers.stats import stats_to_parquet
+
+    found: list[dict] = []
+    with _working(args.path), warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # the notes below say it, one line each
+        write_output_with(
+            args.output,
+            lambda sink: found.append(
+                stats_to_parquet(
+                    args.path,
+                    sink,
+                    strict=not args.lenient,
+                    description=args.description,
+                    cache=not args.no_cache,
+                )
+            ),
+        )
+    _parse_notes(found[0]["notes"], found[0]["skipped_lines"])
+    return 0
+
+
+def _parse_notes(notes: list[str] | tuple[str, ...], skipped_lines: int) -> None:
+    for note in notes:
+        _note(note)
+    if skipped_lines:
+        print(f"layerlab stats: skipped {skipped_lines} bad line(s) (--lenient)", file=sys.stderr)
+
+
 def _long_table(args: argparse.Namespace, wanted: list[str] | None, stats: StatsDumps) -> int:
     import polars as pl
 
     from stats_parsers.stats import grep
+    from stats_parsers.stats_text import FILE_COLUMNS
 
-    for note in stats.notes:
-        _note(note)
-    if stats.skipped_lines:
-        print(f"layerlab stats: skipped {stats.skipped_lines} bad line(s) (--lenient)", file=sys.stderr)
+    _parse_notes(stats.notes, stats.skipped_lines)
     frame = stats.frame
     if args.dump is not None:
         dump = args.dump + stats.n_dumps if args.dump < 0 else args.dump
@@ -204,13 +229,9 @@ def _long_table(args: argparse.Namespace, wanted: list[str] | None, stats: Stats
             n_stats = stats.frame.select("name", "key").n_unique()
             _note(f"no stat matches --grep {args.grep!r}{where} ({n_stats:,} distinct stats in {args.path})")
             return 1
-    order = _LONG_ORDER + (["description"] if "description" in frame.columns else [])
-    frame = frame.select(order)
+    frame = frame.select([*FILE_COLUMNS, *(["description"] if "description" in frame.columns else [])])
     if args.format == "parquet" and args.output:
         return _parquet(args, wanted, frame)
-    if not frame.get_column("line").is_sorted():
-        # The parser appends pdf/cdf and bucket rows after the regular ones; print in file order.
-        frame = frame.sort("line", maintain_order=True)
     if args.format in ("csv", "table"):
         # Exact integers as text: a float prints 1e+15 style for large ticks; NaN as gem5's nan.
         value = pl.col("value")
@@ -235,22 +256,13 @@ def _long_table(args: argparse.Namespace, wanted: list[str] | None, stats: Stats
 
 
 def _parquet(args: argparse.Namespace, wanted: list[str] | None, frame: pl.DataFrame) -> int:
-    """The long table as parquet in file order, straight from Arrow, gathered and written one
-    row group at a time with the stats table's writer settings (``cache.write_parquet_rows``):
-    no sorted copy of the whole table, no pandas. (Without -o, ``emit`` gives the error.)"""
-    import numpy as np
-
+    """A filtered long table (--dump/--grep/--columns) as parquet, by polars' own writer (no
+    Arrow or pandas detour). (Without -o, ``emit`` gives the error.)"""
     from orchestrator.output import write_output_with
-    from stats_parsers.cache import write_parquet_rows
+    from stats_parsers.cache import write_parquet
 
-    lines = frame.get_column("line")
-    rows = None
-    if not lines.is_sorted():
-        # The parser appends pdf/cdf and bucket rows after the regular ones: file order is a
-        # stable sort by line (two or three sorted runs: numpy's timsort merges them).
-        rows = np.argsort(lines.to_numpy(), kind="stable").astype(np.uint32)
     frame = _choose_columns(frame, wanted, args, _LONG_TERMINAL)
-    write_output_with(args.output, lambda sink: write_parquet_rows(frame, rows, sink))
+    write_output_with(args.output, lambda sink: write_parquet(frame, sink))
     return 0
 
 
