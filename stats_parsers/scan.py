@@ -78,39 +78,35 @@ class Unsupported(Exception):
 
 @dataclass
 class ScanResult:
-    """Rows of the accepted lines (``reg_*``: value only, one array per chunk, joined once when
-    the table is built; ``pct_*``: with pdf/cdf; ``one_*``: the cells of one-line bucket
-    lists, with the cell's index), the other lines' text, and the stat table: names by id,
-    first line number and text of each."""
+    """Rows of the accepted lines in file order, one array per chunk and column (``ROWS``;
+    joined once when the table is built), where the one-line bucket cells among them are
+    (``cell_pos``, row numbers in the file's rows, and ``cell_bucket``, the cell's index), the
+    other lines' text, and the stat table: names by id, first line number and text of each."""
 
-    reg_line: list[np.ndarray]
-    reg_stat: list[np.ndarray]
-    reg_val: list[np.ndarray]
-    reg_int: list[np.ndarray]
-    reg_ok: list[np.ndarray]
-    pct_line: np.ndarray
-    pct_stat: np.ndarray
-    pct_val: np.ndarray
-    pct_int: np.ndarray
-    pct_ok: np.ndarray
-    pct_pdf: np.ndarray
-    pct_cdf: np.ndarray
-    one_line: np.ndarray
-    one_stat: np.ndarray
-    one_bucket: np.ndarray
-    one_val: np.ndarray
-    one_int: np.ndarray
-    one_ok: np.ndarray
-    one_pdf: np.ndarray
-    one_pdf_ok: np.ndarray
-    one_cdf: np.ndarray
-    one_cdf_ok: np.ndarray
+    rows: dict[str, list[np.ndarray]]
+    cell_pos: np.ndarray
+    cell_bucket: np.ndarray
     irregular_lines: list[int]
     irregular_text: list[str]
     stat_names: list[str]
     first_line: list[int]
     first_text: list[str]
     last_line: int
+
+
+#: A scan's row columns, in file order (``_in_file_order``): line number, stat id, value, the
+#: exact integer and whether there is one, and the pdf/cdf percentages where printed.
+ROWS = {
+    "line": np.uint32,
+    "stat": np.int32,
+    "value": np.float64,
+    "int": np.int64,
+    "int_ok": np.bool_,
+    "pdf": np.float64,
+    "pdf_ok": np.bool_,
+    "cdf": np.float64,
+    "cdf_ok": np.bool_,
+}
 
 
 _ROW_FIELDS = {
@@ -174,6 +170,81 @@ class _Table:
         self.next_pred = np.full(capacity, -1, np.int32)
         self.slots = np.full(4 * capacity, -1, np.int32)
         self.state = np.zeros(2, np.int64)
+
+
+@dataclass(frozen=True)
+class Merge:
+    """Where the rows of three sorted runs go in their merged (file) order: ``reg`` for the
+    first run's rows (given in pieces), ``pct`` and ``one`` for the other two."""
+
+    reg: np.ndarray
+    pct: np.ndarray
+    one: np.ndarray
+
+    def scatter(self, reg: list[np.ndarray] | None, pct: np.ndarray, one: np.ndarray | None) -> np.ndarray:
+        """One column in file order from its three runs' parts (None: zeros there)."""
+        dtype = pct.dtype
+        n = len(self.reg) + len(self.pct) + len(self.one)
+        if not len(self.pct) and not len(self.one):
+            if reg is None:
+                return np.zeros(n, dtype)
+            return reg[0] if len(reg) == 1 else np.concatenate(reg)
+        out = np.zeros(n, dtype) if reg is None else np.empty(n, dtype)
+        if reg is not None:
+            lo = 0
+            for part in reg:
+                out[self.reg[lo : lo + len(part)]] = part
+                lo += len(part)
+        out[self.pct] = pct
+        if one is not None and len(self.one):
+            out[self.one] = one
+        return out
+
+
+def merge_positions(reg: list[np.ndarray], pct: np.ndarray, one: np.ndarray) -> Merge:
+    """Merge positions of three sorted runs of line numbers (a line is in one run only; the
+    one-line run repeats a line once per bucket cell). Searches, no sort: the two small runs are
+    merged first, then placed among the regular rows."""
+    n_pct, n_one = len(pct), len(one)
+    n_small = n_pct + n_one
+    one_in_small = np.searchsorted(pct, one) + np.arange(n_one)
+    mask = np.ones(n_small, bool)
+    mask[one_in_small] = False
+    pct_in_small = np.flatnonzero(mask)
+    small = np.empty(n_small, np.uint32)
+    small[pct_in_small] = pct
+    small[one_in_small] = one
+    reg_lines = reg[0] if len(reg) == 1 else np.concatenate(reg) if reg else np.empty(0, np.uint32)
+    n = len(reg_lines) + n_small
+    small_pos = np.searchsorted(reg_lines, small) + np.arange(n_small)
+    mask = np.ones(n, bool)
+    mask[small_pos] = False
+    return Merge(reg=np.flatnonzero(mask), pct=small_pos[pct_in_small], one=small_pos[one_in_small])
+
+
+def _in_file_order(chunk: _Chunk) -> _Chunk:
+    """A chunk's three runs of rows (regular, pdf/cdf, one-line bucket cells) as one set of
+    ``ROWS`` in line order, plus where its cells are. Run in the scan thread, right after the
+    kernel (numpy drops the GIL here): per chunk the arrays are small and still in cache, and
+    the whole table is then a concatenation, not a merge."""
+    r = chunk.rows
+    n_pct = len(r["pct_line"])
+    where = merge_positions([r["reg_line"]], r["pct_line"], r["one_line"])
+    pct_ok = np.ones(n_pct, bool)
+    chunk.rows = {
+        "line": where.scatter([r["reg_line"]], r["pct_line"], r["one_line"]),
+        "stat": where.scatter([r["reg_stat"]], r["pct_stat"], r["one_stat"]),
+        "value": where.scatter([r["reg_val"]], r["pct_val"], r["one_val"]),
+        "int": where.scatter([r["reg_int"]], r["pct_int"], r["one_int"]),
+        "int_ok": where.scatter([r["reg_ok"]], r["pct_ok"], r["one_ok"]),
+        "pdf": where.scatter(None, r["pct_pdf"], r["one_pdf"]),
+        "pdf_ok": where.scatter(None, pct_ok, r["one_pdf_ok"]),
+        "cdf": where.scatter(None, r["pct_cdf"], r["one_cdf"]),
+        "cdf_ok": where.scatter(None, pct_ok, r["one_cdf_ok"]),
+        "cell_pos": where.one,
+        "cell_bucket": r["one_bucket"],
+    }
+    return chunk
 
 
 def float_values(offsets: np.ndarray, data: np.ndarray, n: int) -> np.ndarray:
@@ -283,20 +354,23 @@ def scan_file(path: Path, chunk_bytes: int) -> ScanResult:
 
 
 def _scan_file(path: Path, chunk_bytes: int) -> ScanResult:
-    parts: dict[str, list[np.ndarray]] = {k: [] for k in _ROW_FIELDS}
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in ROWS}
+    cell_pos: list[np.ndarray] = []
+    cell_bucket: list[np.ndarray] = []
     ids: dict[str, int] = {}
     first_line: list[int] = []
     first_text: list[str] = []
     irr_lines: list[int] = []
     irr_text: list[str] = []
     line0 = 1
+    row0 = 0
     last_line = -1
 
     to_global: dict[int, list[int]] = {}
     as_array: dict[int, np.ndarray] = {}
 
     def merge(chunk: _Chunk) -> None:
-        nonlocal line0, last_line
+        nonlocal line0, row0, last_line
         known = to_global.setdefault(chunk.table, [])
         assert len(known) == chunk.first_id
         lines = chunk.first_line.tolist()
@@ -309,16 +383,18 @@ def _scan_file(path: Path, chunk_bytes: int) -> ScanResult:
             known.append(gid)
         if chunk.names or chunk.table not in as_array:  # the id map as an array, rebuilt when it grows
             as_array[chunk.table] = np.asarray(known, np.int32)
-        gids = as_array[chunk.table]
         rows = chunk.rows
-        for kind in ("reg", "pct", "one"):
-            # In place (mode="clip" reads each index before it writes that slot: no buffer).
-            np.take(gids, rows[f"{kind}_stat"], out=rows[f"{kind}_stat"], mode="clip")
-            rows[f"{kind}_line"] += np.uint32(line0)
-            if len(rows[f"{kind}_line"]):
-                last_line = max(last_line, int(rows[f"{kind}_line"][-1]))
-        for key, column in rows.items():
-            parts[key].append(column)
+        # In place (mode="clip" reads each index before it writes that slot: no buffer).
+        np.take(as_array[chunk.table], rows["stat"], out=rows["stat"], mode="clip")
+        rows["line"] += np.uint32(line0)
+        if len(rows["line"]):
+            last_line = max(last_line, int(rows["line"][-1]))
+        for key in ROWS:
+            parts[key].append(rows[key])
+        if len(rows["cell_pos"]):
+            cell_pos.append(rows["cell_pos"] + row0)
+            cell_bucket.append(rows["cell_bucket"])
+        row0 += len(rows["line"])
         for line, raw in chunk.irregular:
             irr_lines.append(line + line0)
             irr_text.append(raw)
@@ -331,27 +407,26 @@ def _scan_file(path: Path, chunk_bytes: int) -> ScanResult:
     fd = os.open(path, os.O_RDONLY)
     try:
         count, scan_chunk = kernel().chunks(fd, os.fstat(fd).st_size, chunk_bytes)
+
+        def scan_ordered(k: int) -> _Chunk:
+            return _in_file_order(scan_chunk(k))
+
         with ThreadPoolExecutor(max_workers=THREADS) as pool:
             # A few chunks ahead of the merge, not all: a huge file's rows stay bounded.
             ahead = 2 * THREADS
-            pending = [pool.submit(scan_chunk, k) for k in range(min(ahead, count))]
+            pending = [pool.submit(scan_ordered, k) for k in range(min(ahead, count))]
             for k in range(count):
                 chunk = pending.pop(0).result()
                 if k + ahead < count:
-                    pending.append(pool.submit(scan_chunk, k + ahead))
+                    pending.append(pool.submit(scan_ordered, k + ahead))
                 merge(chunk)
                 del chunk
     finally:
         os.close(fd)
-    pct = {
-        k: (np.concatenate(v) if v else np.empty(0, _ROW_FIELDS[k]))
-        for k, v in parts.items()
-        if k[:3] in ("pct", "one")
-    }
-    reg = {k: v for k, v in parts.items() if k[:3] == "reg"}
     return ScanResult(
-        **reg,
-        **pct,
+        rows=parts,
+        cell_pos=np.concatenate(cell_pos) if cell_pos else np.empty(0, np.int64),
+        cell_bucket=np.concatenate(cell_bucket) if cell_bucket else np.empty(0, np.int32),
         irregular_lines=irr_lines,
         irregular_text=irr_text,
         stat_names=list(ids),

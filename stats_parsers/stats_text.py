@@ -657,19 +657,10 @@ def _assemble_native(
     names = list(found.stat_names)
     first_line = list(found.first_line)
     first_text = list(found.first_text)
-    # pdf/cdf section: the scan's rows, then the window pass's rows, merged in file order.
-    pct = {
-        "line": found.pct_line,
-        "stat": found.pct_stat,
-        "value": found.pct_val,
-        "int": found.pct_int,
-        "int_ok": found.pct_ok,
-        "pdf": found.pct_pdf,
-        "pdf_ok": np.ones(len(found.pct_line), bool),
-        "cdf": found.pct_cdf,
-        "cdf_ok": np.ones(len(found.pct_line), bool),
-    }
+    rows = found.rows  # file order, chunk by chunk
+    extra = None
     if win is not None and win.height:
+        # Lines the window pass read (pdf/cdf lines the scan handed back): a second sorted run.
         ids = {name: i for i, name in enumerate(names)}
         raw_of = dict(zip(found.irregular_lines, found.irregular_text, strict=True))
         w_lines = win.get_column("line").to_list()
@@ -695,14 +686,27 @@ def _assemble_native(
             "cdf": win.get_column("cdf_pct").fill_null(0.0).to_numpy(),
             "cdf_ok": win.get_column("cdf_pct").is_not_null().to_numpy(),
         }
-        order = np.argsort(np.concatenate([pct["line"], extra["line"]]), kind="stable")
-        pct = {k: np.concatenate([pct[k], extra[k]])[order] for k in pct}
-    # The scan's rows are three sorted runs (regular lines chunk by chunk, pdf/cdf lines, one-line
-    # bucket cells): each column is scattered once into file order, so the table needs no sort.
-    where = _merge_positions(found.reg_line, pct["line"], found.one_line)
-    n_rows = len(where.reg) + len(where.pct) + len(where.one)
-    lines = where.scatter(found.reg_line, pct["line"], found.one_line)
-    stat = where.scatter(found.reg_stat, pct["stat"], found.one_stat)
+        order = np.argsort(extra["line"], kind="stable")
+        extra = {k: v[order] for k, v in extra.items()}
+    cells, cell_bucket = found.cell_pos, found.cell_bucket  # where the one-line bucket cells are
+    if extra is None:
+
+        def joined(key: str) -> np.ndarray:
+            part = rows[key]
+            if not part:
+                return np.empty(0, scan_mod.ROWS[key])
+            return part[0] if len(part) == 1 else np.concatenate(part)
+
+    else:
+        where = scan_mod.merge_positions(rows["line"], extra["line"], np.empty(0, np.uint32))
+        cells = where.reg[cells]
+
+        def joined(key: str) -> np.ndarray:
+            return where.scatter(rows[key], extra[key], None)
+
+    lines = joined("line")
+    stat = joined("stat")
+    n_rows = len(lines)
 
     _split_unit.cache_clear()  # per parse: a benchmark's repeat gets no head start
     infos = _stat_infos(names, first_text)
@@ -749,18 +753,12 @@ def _assemble_native(
         keep &= ~np.isin(lines, bad_lines)
     idx = None if keep.all() else np.flatnonzero(keep)
 
-    def column(reg: list[np.ndarray] | None, pct_part: np.ndarray, one_part: np.ndarray | None) -> np.ndarray:
-        full = where.scatter(reg, pct_part, one_part)
+    def column(key: str) -> np.ndarray:
+        full = joined(key)
         return full if idx is None else full[idx]
 
-    value = column(found.reg_val, pct["value"], found.one_val)
-    vint = column(found.reg_int, pct["int"], found.one_int)
-    vint_ok = column(found.reg_ok, pct["int_ok"], found.one_ok)
-    pdf = column(None, pct["pdf"], found.one_pdf)
-    pdf_ok = column(None, pct["pdf_ok"], found.one_pdf_ok)
-    cdf = column(None, pct["cdf"], found.one_cdf)
-    cdf_ok = column(None, pct["cdf_ok"], found.one_cdf_ok)
-    cells, cell_bucket = where.one, found.one_bucket  # where the one-line bucket cells are
+    value, vint, vint_ok = column("value"), column("int"), column("int_ok")
+    pdf, pdf_ok, cdf, cdf_ok = column("pdf"), column("pdf_ok"), column("cdf"), column("cdf_ok")
     if idx is not None:
         lines, stat, dump = lines[idx], stat[idx], dump[idx]
         kept = keep[cells]
@@ -822,56 +820,6 @@ def _assemble_native(
         )
         frames.append(_name_buckets(side_frame, [plain]).drop("bucket"))
     return _result(path, frames, messages, truncated, len(bad_lines), notes)
-
-
-@dataclass(frozen=True)
-class _Merge:
-    """Where the rows of three sorted runs go in their merged (file) order: ``reg`` for the
-    first run's rows (given in pieces), ``pct`` and ``one`` for the other two."""
-
-    reg: np.ndarray
-    pct: np.ndarray
-    one: np.ndarray
-
-    def scatter(self, reg: list[np.ndarray] | None, pct: np.ndarray, one: np.ndarray | None) -> np.ndarray:
-        """One column in file order from its three runs' parts (None: zeros there)."""
-        dtype = pct.dtype
-        n = len(self.reg) + len(self.pct) + len(self.one)
-        if not len(self.pct) and not len(self.one):
-            if reg is None:
-                return np.zeros(n, dtype)
-            return reg[0] if len(reg) == 1 else np.concatenate(reg)
-        out = np.zeros(n, dtype) if reg is None else np.empty(n, dtype)
-        if reg is not None:
-            lo = 0
-            for part in reg:
-                out[self.reg[lo : lo + len(part)]] = part
-                lo += len(part)
-        out[self.pct] = pct
-        if one is not None and len(self.one):
-            out[self.one] = one
-        return out
-
-
-def _merge_positions(reg: list[np.ndarray], pct: np.ndarray, one: np.ndarray) -> _Merge:
-    """Merge positions of three sorted runs of line numbers (a line is in one run only; the
-    one-line run repeats a line once per bucket cell). Searches, no sort: the two small runs are
-    merged first, then placed among the regular rows."""
-    n_pct, n_one = len(pct), len(one)
-    n_small = n_pct + n_one
-    one_in_small = np.searchsorted(pct, one) + np.arange(n_one)
-    mask = np.ones(n_small, bool)
-    mask[one_in_small] = False
-    pct_in_small = np.flatnonzero(mask)
-    small = np.empty(n_small, np.uint32)
-    small[pct_in_small] = pct
-    small[one_in_small] = one
-    reg_lines = reg[0] if len(reg) == 1 else np.concatenate(reg) if reg else np.empty(0, np.uint32)
-    n = len(reg_lines) + n_small
-    small_pos = np.searchsorted(reg_lines, small) + np.arange(n_small)
-    mask = np.ones(n, bool)
-    mask[small_pos] = False
-    return _Merge(reg=np.flatnonzero(mask), pct=small_pos[pct_in_small], one=small_pos[one_in_small])
 
 
 def _nullable(values: np.ndarray, ok: np.ndarray) -> pl.Series:
