@@ -53,7 +53,7 @@ def params_from_census(
             f"{folder}: its outputs come from run {outputs_of}, but the directory was re-rendered as "
             f"{recorded}; re-run the census before slicing it"
         )
-    win, expected = window(kernel_map, step, layer, module)
+    win, _ = window(kernel_map, step, layer, module)
     inst, machine = census.instantiation, census.machine
     base: dict[str, Any] = {
         "guest_command": census.workload.guest_command,
@@ -102,8 +102,9 @@ def params_from_census(
         "exit_after": win.exit_after,
         "expected_kernels": win.num_kernels,
         "kernels": [
-            {k: _plain(v) for k, v in row.items()}
-            for row in expected[["kernel_index", "step", "layer", "module"]].to_dict("records")
+            {k: _plain(row[k]) for k in ("kernel_index", "step", "layer", "module")}
+            for row in kernel_map.kernel_records
+            if win.skip_until <= row["kernel_index"] <= win.exit_after
         ],
     }
     return params, record

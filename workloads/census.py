@@ -23,6 +23,7 @@ inside each marker because they execute in detail in the sliced run too.
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,8 +64,28 @@ class KernelMap:
     @property
     def steps(self) -> list[int]:
         return sorted(
-            int(s) for s in self.regions.loc[self.regions["layer"].isna(), "step"].dropna().unique()
+            {r["step"] for r in self.region_records if r["layer"] is None and r["step"] is not None}
         )
+
+    @functools.cached_property
+    def region_records(self) -> list[dict[str, Any]]:
+        """``regions`` as plain records (NA as None), read once: finding one window in a map
+        takes microseconds this way, where pandas' filters on these tiny tables took ~10 ms
+        (every sliced run of an experiment asks)."""
+        return [
+            {k: None if _is_na(v) else v for k, v in row.items()} for row in self.regions.to_dict("records")
+        ]
+
+    @functools.cached_property
+    def kernel_records(self) -> list[dict[str, Any]]:
+        """``kernels`` as plain records (NA as None), in kernel order."""
+        return [
+            {k: None if _is_na(v) else v for k, v in row.items()} for row in self.kernels.to_dict("records")
+        ]
+
+
+def _is_na(value: Any) -> bool:
+    return value is None or value is pd.NA or (isinstance(value, float) and value != value)
 
 
 def _locate(run_dir: Path, name: str) -> Path | None:
@@ -328,6 +349,27 @@ def load_kernel_map(run_dir: str | Path) -> KernelMap:
     saved = _locate(run_dir, KERNEL_MAP_FILE) if run_dir.is_dir() else None
     if saved is None:
         return build_kernel_map(run_dir)
+    try:
+        stat = saved.stat()
+        identity = (str(saved.resolve()), stat.st_size, stat.st_mtime_ns)
+    except OSError:
+        identity = None
+    if identity is not None and identity in _SAVED_MAPS:
+        return _SAVED_MAPS[identity]
+    kernel_map = _read_kernel_map(saved)
+    if identity is not None:
+        if len(_SAVED_MAPS) >= 64:  # the census maps of one experiment's recent slices
+            _SAVED_MAPS.pop(next(iter(_SAVED_MAPS)))
+        _SAVED_MAPS[identity] = kernel_map
+    return kernel_map
+
+
+#: Saved kernel maps read in this process, by (path, size, mtime): each census's map is read once
+#: however many slices of it a conductor renders. Treat a returned map as read-only.
+_SAVED_MAPS: dict[tuple[str, int, int], KernelMap] = {}
+
+
+def _read_kernel_map(saved: Path) -> KernelMap:
     payload = _read_json_file(saved, "kernel map")
     if not isinstance(payload, dict) or payload.get("schema") != SCHEMA:
         raise InputError(f"{saved}: field 'schema' is not {SCHEMA!r}")
@@ -352,9 +394,8 @@ def window(
     region = marker_region(kernel_map, step, layer, module, num_layers)
     first, last = int(region["first_kernel"]), int(region["last_kernel"])
     kernels = kernel_map.kernels
-    expected = kernels[(kernels["kernel_index"] >= first) & (kernels["kernel_index"] <= last)].reset_index(
-        drop=True
-    )
+    index = kernels["kernel_index"].to_numpy()
+    expected = kernels.iloc[((index >= first) & (index <= last)).nonzero()[0]].reset_index(drop=True)
     return Window(first, last), expected
 
 
@@ -370,43 +411,41 @@ def marker_region(
         decode_steps = kernel_map.meta.get("decode_steps")
         extra = f" (the run had D={decode_steps} decode steps)" if decode_steps is not None else ""
         raise InputError(f"--step {step} not in this run: steps are {steps[0]}..{steps[-1]}{extra}")
-    layers_seen = regions.loc[regions["layer"].notna(), "layer"]
-    if layers_seen.empty:
+    records = kernel_map.region_records
+    layers_seen = [r["layer"] for r in records if r["layer"] is not None]
+    if not layers_seen:
         driver = kernel_map.meta.get("driver", "this driver")
         raise InputError(
             f"this run has no layer markers ({driver} marks steps only); find layers inside a step "
             "with 'layerlab slice' on a kernel trace"
         )
-    total = (
-        num_layers
-        or kernel_map.meta.get("num_hidden_layers")
-        or (int(layers_seen.max()) + 1 if len(layers_seen) else 0)
-    )
+    total = num_layers or kernel_map.meta.get("num_hidden_layers") or int(max(layers_seen)) + 1
     if not 0 <= layer < total:
         raise InputError(f"--layer {layer} beyond num_hidden_layers={total} (layers are 0..{total - 1})")
-    ran = int(layers_seen.max()) + 1  # layer markers are 0..ran-1 (a truncated model runs fewer)
+    ran = int(max(layers_seen)) + 1  # layer markers are 0..ran-1 (a truncated model runs fewer)
     if layer >= ran:
         raise InputError(
             f"--layer {layer}: the run has {ran} layer{'s' if ran != 1 else ''} (0..{ran - 1}), "
             f"fewer than num_hidden_layers={total} (a model truncated for the run?)"
         )
-    in_layer = regions[(regions["step"] == step) & (regions["layer"] == layer)]
+    in_layer = [i for i, r in enumerate(records) if r["step"] == step and r["layer"] == layer]
     if module is None:
-        chosen = in_layer[in_layer["module"].isna()]
+        chosen = [i for i in in_layer if records[i]["module"] is None]
         what = f"step {step} layer {layer}"
     else:
-        roles = sorted(set(in_layer["module"].dropna()))
+        roles = sorted({records[i]["module"] for i in in_layer if records[i]["module"] is not None})
         if module not in roles:
             raise unknown_name(f"module in step {step} layer {layer}", module, roles or mk.MODULE_CODES)
-        chosen = in_layer[in_layer["module"] == module]
+        chosen = [i for i in in_layer if records[i]["module"] == module]
         what = f"step {step} layer {layer} module {module}"
-    if chosen.empty:
+    if not chosen:
         raise InputError(f"{what}: no marker in the kernel map (the layer ran without markers?)")
-    spans = {(int(r.first_kernel), int(r.last_kernel)) for r in chosen.itertuples()}
+    spans = {(int(records[i]["first_kernel"]), int(records[i]["last_kernel"])) for i in chosen}
     if len(spans) > 1:
         raise InputError(
             f"{what}: the marker occurs {len(spans)} times with different kernels; pick the whole layer"
         )
+    chosen = regions.iloc[chosen[:1]]
     region = chosen.iloc[0]
     if int(region["last_kernel"]) < int(region["first_kernel"]):
         raise InputError(f"{what}: the marker brackets no non-blit kernel, so there is nothing to simulate")
