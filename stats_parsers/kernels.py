@@ -90,17 +90,36 @@ def _full_names(frame: pl.DataFrame) -> list[str]:
     return sorted({n if not k else f"{n}::{k}" for n, k in pairs})
 
 
-def _wide(frame: pl.DataFrame, wanted: list[str], n_dumps: int) -> pd.DataFrame:
-    """dumps x wanted stats (NaN where gem5 did not print the stat in a dump)."""
+def _wide(frame: pl.DataFrame, wanted: list[str], n_dumps: int) -> np.ndarray:
+    """dumps x wanted stats as a float matrix (NaN where gem5 did not print the stat in a dump;
+    a stat printed twice in a dump: its first number)."""
     name_set = sorted({w.split("::")[0] for w in wanted})
-    rows = frame.filter(pl.col("name").cast(pl.String).is_in(name_set)).select(
-        "dump", pl.col("name").cast(pl.String), pl.col("key").cast(pl.String), "value"
+    name, key = pl.col("name").cast(pl.String), pl.col("key").cast(pl.String)
+    stat = pl.when(key == "").then(name).otherwise(pl.concat_str([name, pl.lit("::"), key]))
+    rows = (
+        frame.lazy()
+        .filter(name.is_in(name_set) & pl.col("value").is_not_nan())
+        .select("dump", stat.alias("stat"), "value")
+        .filter(pl.col("stat").is_in(wanted))
+        .select(
+            "dump",
+            pl.col("stat").replace_strict(wanted, list(range(len(wanted))), return_dtype=pl.Int64),
+            "value",
+        )
+        .collect()
     )
-    table = rows.to_pandas()
-    table["stat"] = np.where(table["key"] == "", table["name"], table["name"] + "::" + table["key"])
-    table = table[table["stat"].isin(wanted)]
-    wide = table.pivot_table(index="dump", columns="stat", values="value", aggfunc="first", dropna=False)
-    return wide.reindex(index=pd.RangeIndex(n_dumps), columns=wanted)
+    matrix = np.full((n_dumps, len(wanted)), np.nan)
+    # Reversed, so that where a (dump, stat) repeats the first number is the one left.
+    dumps = rows.get_column("dump").to_numpy()[::-1]
+    matrix[dumps, rows.get_column("stat").to_numpy()[::-1]] = rows.get_column("value").to_numpy()[::-1]
+    return matrix
+
+
+def _diffs(values: np.ndarray) -> np.ndarray:
+    """Each dump minus the one before (NaN before counts as 0), for counters that grow."""
+    before = np.zeros_like(values)
+    before[1:] = np.nan_to_num(values[:-1], nan=0.0)
+    return values - before
 
 
 def _resolve(metric: Metric, prefix: str, all_names: list[str]) -> list[str]:
@@ -127,39 +146,53 @@ def kernel_metrics(
         ],
     }
     wanted = sorted({n for hits in resolved.values() for n in hits} | set(wlp["mean"]) | set(wlp["samples"]))
+    # numpy on the dumps x stats matrix: pandas' per-column operations cost ~50 ms a table.
     wide = _wide(frame, wanted, stats.n_dumps)
+    at = {name: i for i, name in enumerate(wanted)}
+    n = stats.n_dumps
     # Weighted mean of the per-CU wave-level parallelism: sum(mean*samples)/sum(samples).
-    wlp_pairs = [
-        (m, m.replace("::mean", "::samples")) for m in wlp["mean"] if m.replace("::mean", "::samples") in wide
+    pairs = [
+        (at[m], at[m.replace("::mean", "::samples")])
+        for m in wlp["mean"]
+        if m.replace("::mean", "::samples") in at
     ]
-    wlp_sum = sum((wide[m] * wide[s] for m, s in wlp_pairs), start=pd.Series(0.0, index=wide.index))
-    wlp_n = sum((wide[s] for _, s in wlp_pairs), start=pd.Series(0.0, index=wide.index))
+    wlp_sum = np.zeros(n)
+    wlp_n = np.zeros(n)
+    for m, k in pairs:
+        wlp_sum = wlp_sum + wide[:, m] * wide[:, k]
+        wlp_n = wlp_n + wide[:, k]
     if cumulative:
         # Counters grow from the last reset: each dump minus the previous one.
-        wide = wide - wide.shift(1).fillna(0.0)
-        wlp_sum = wlp_sum - wlp_sum.shift(1).fillna(0.0)
-        wlp_n = wlp_n - wlp_n.shift(1).fillna(0.0)
-    out = pd.DataFrame(index=wide.index)
-    out["dump"] = wide.index.astype("int64")
+        wide, wlp_sum, wlp_n = _diffs(wide), _diffs(wlp_sum), _diffs(wlp_n)
+    out: dict[str, np.ndarray] = {"dump": np.arange(n, dtype=np.int64)}
     for metric in METRICS:
-        cols = resolved[metric.column]
+        cols = [at[c] for c in resolved[metric.column]]
         if not cols:
-            out[metric.column] = np.nan
+            out[metric.column] = np.full(n, np.nan)
             continue
-        block = wide[cols]
-        present = block.notna().any(axis=1)
+        block = wide[:, cols]
+        present = ~np.isnan(block)
+        any_present = present.any(axis=1)
         if metric.agg == "first":
-            values = block.iloc[:, 0]
+            values = block[:, 0]
         elif metric.agg == "sum":
-            values = block.sum(axis=1, min_count=1)
+            values = np.where(any_present, np.where(present, block, 0.0).sum(axis=1), np.nan)
         elif metric.agg == "max":
-            values = block.max(axis=1)
+            values = np.fmax.reduce(block, axis=1)
         else:
-            values = block.mean(axis=1)
-        out[metric.column] = values.where(present)
-    out["wave_level_parallelism_mean"] = (wlp_sum / wlp_n.where(wlp_n > 0)) if wlp_pairs else np.nan
-    out["gpu_cycles"] = out["shader_active_ticks"] / clock_period_ticks if clock_period_ticks else np.nan
-    return out.reset_index(drop=True)
+            count = present.sum(axis=1)
+            values = np.where(
+                any_present, np.where(present, block, 0.0).sum(axis=1) / np.maximum(count, 1), np.nan
+            )
+        out[metric.column] = np.where(any_present, values, np.nan)
+    if pairs:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out["wave_level_parallelism_mean"] = wlp_sum / np.where(wlp_n > 0, wlp_n, np.nan)
+    else:
+        out["wave_level_parallelism_mean"] = np.full(n, np.nan)
+    active = out["shader_active_ticks"]
+    out["gpu_cycles"] = active / clock_period_ticks if clock_period_ticks else np.full(n, np.nan)
+    return pd.DataFrame(out)
 
 
 def kernel_table(
@@ -232,9 +265,16 @@ def kernel_table(
                 "dump": np.arange(stats.n_dumps, dtype="int64"),
             }
         )
-    result = labels.merge(metrics, on="dump", how="left")
-    result = result[list(KERNEL_COLUMNS)].reset_index(drop=True)
-    empty = [c for c in KERNEL_COLUMNS[4:] if c != "gpu_cycles" and result[c].isna().all()]
+    # Each label's dump row of the metrics (one row per dump 0..n-1; a dump past the end: NA).
+    dump = labels["dump"].to_numpy()
+    inside = dump < len(metrics)
+    picked = metrics.drop(columns="dump").iloc[np.where(inside, dump, 0)].reset_index(drop=True)
+    if not inside.all():
+        picked.loc[~inside, :] = np.nan
+    result = pd.concat([labels.reset_index(drop=True), picked], axis=1)
+    result = result[list(KERNEL_COLUMNS)]
+    checked = [c for c in KERNEL_COLUMNS[4:] if c != "gpu_cycles"]
+    empty = [c for c, none in zip(checked, result[checked].isna().all().tolist(), strict=True) if none]
     if empty and len(result):
         shown = ", ".join(empty[:8]) + (f" and {len(empty) - 8} more" if len(empty) > 8 else "")
         notes.append(f"{shown}: empty in every row (stats this gem5 run did not print)")

@@ -45,6 +45,7 @@ def _outcome(monkeypatch, path: Path, kernel: str | None, **kwargs):
     (``kernel=None``); asserts a native parse really was native."""
     monkeypatch.setattr(text_mod, "_NATIVE", kernel is not None)
     monkeypatch.setattr(text_mod, "_NATIVE_MIN_BYTES", 0)
+    monkeypatch.setattr(text_mod, "_PYTHON_MAX_BYTES", 0)  # small files: still the path asked for
     monkeypatch.setattr(scan, "KERNEL", kernel)
     used = []
     if kernel is not None:

@@ -28,6 +28,37 @@ STATS = [
 ]
 
 
+@pytest.fixture(autouse=True)
+def _fast_paths_even_for_small_files(monkeypatch):
+    """This module holds the polars and native paths to the reference parser; small files would
+    otherwise take the reference parser itself (``_PYTHON_MAX_BYTES``)."""
+    import stats_parsers.stats_text as module
+
+    monkeypatch.setattr(module, "_PYTHON_MAX_BYTES", 0)
+
+
+@pytest.mark.parametrize("rel", STATS)
+def test_small_file_route_gives_the_fast_paths_table_exactly(
+    fixtures_dir: Path, rel: str, monkeypatch
+) -> None:
+    """Below ``_PYTHON_MAX_BYTES`` the reference parser reads the file: the same table, row for
+    row and type for type, and the same notes, as the polars/native path gives."""
+    import stats_parsers.stats_text as module
+
+    path = fixtures_dir / rel
+    fast = parse_stats_text(path)
+    monkeypatch.setattr(module, "_PYTHON_MAX_BYTES", path.stat().st_size + 1)
+    small = parse_stats_text(path)
+    assert small.frame.schema == fast.frame.schema
+    assert small.frame.equals(fast.frame)
+    assert (small.messages, small.truncated, small.skipped_lines, small.notes) == (
+        fast.messages,
+        fast.truncated,
+        fast.skipped_lines,
+        fast.notes,
+    )
+
+
 def _canon(frame: pl.DataFrame) -> pl.DataFrame:
     """Rows in file order (the fast path appends pdf/cdf and bucket rows), all as text."""
     return frame.sort("line", "key", maintain_order=True).select(pl.all().cast(pl.String))
@@ -292,6 +323,7 @@ def _outcome(text_mod, monkeypatch, path: Path, native: bool, **kwargs):
     """What a parse gives (table, metadata) or the error it raises, by one path or the other."""
     monkeypatch.setattr(text_mod, "_NATIVE", native)
     monkeypatch.setattr(text_mod, "_NATIVE_MIN_BYTES", 0)
+    monkeypatch.setattr(text_mod, "_PYTHON_MAX_BYTES", 0)
     try:
         parsed = text_mod.parse_stats_text(path, **kwargs)
     except InputError as exc:
