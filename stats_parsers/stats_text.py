@@ -764,8 +764,19 @@ def _assemble_native(
         full = joined(key)
         return full if idx is None else full[idx]
 
-    value, vint, vint_ok = column("value"), column("int"), column("int_ok")
-    pdf, pdf_ok, cdf, cdf_ok = column("pdf"), column("pdf_ok"), column("cdf"), column("cdf_ok")
+    def values(key: str, ok: str | None = None) -> pl.Series:
+        """A value column as polars: chunk by chunk, zero copy, where the scan's own arrays
+        are the rows as they are (no copy of the whole column: fresh memory costs a page
+        fault per 4 KiB), else from the joined array."""
+        parts = rows[key]
+        if extra is None and idx is None and len(parts) > 1:
+            pieces = [
+                _nullable(v, o) if ok else pl.Series(v)
+                for v, o in zip(parts, rows[ok] if ok else parts, strict=True)
+            ]
+            return pl.concat(pieces, rechunk=False)
+        return _nullable(column(key), column(ok)) if ok else pl.Series(column(key))
+
     if idx is not None:
         lines, stat, dump = lines[idx], stat[idx], dump[idx]
         kept = keep[cells]
@@ -790,11 +801,11 @@ def _assemble_native(
         "line": pl.Series(lines),  # uint32 already: no dtype, so no copy
         "name": spread.get_column("name"),
         "key": spread.get_column("key"),
-        "value": pl.Series(value, dtype=pl.Float64),
-        "value_int": _nullable(vint, vint_ok),
+        "value": values("value"),
+        "value_int": values("int", "int_ok"),
         "unit": spread.get_column("unit"),
-        "pdf_pct": _nullable(pdf, pdf_ok),
-        "cdf_pct": _nullable(cdf, cdf_ok),
+        "pdf_pct": values("pdf", "pdf_ok"),
+        "cdf_pct": values("cdf", "cdf_ok"),
     }
     if description:
         data["description"] = spread.get_column("description")
