@@ -28,7 +28,7 @@
 
 #define WINDOW 96
 #define PAD 16
-#define ABI 1
+#define ABI 2
 
 /* Slots of the argument vector (int64 each: numbers, or addresses of numpy buffers). The
    order is exported by ll_slots() and checked by the loader. */
@@ -44,7 +44,7 @@
     X(T_NAME_LEN) X(T_NAME_WORD) X(T_NB) X(T_NB_CAP) X(T_FIRST_LNO) X(T_NEXT_PRED) X(T_SLOTS)     \
     X(T_CAP) X(T_SLOT_CAP) X(T_STATE)                                                             \
     X(OUT_REG) X(OUT_PCT) X(OUT_IRR) X(OUT_FLT) X(OUT_FLT_BYTES) X(OUT_ONE) X(OUT_LINES)          \
-    X(OUT_STATUS) X(OUT_ERRNO)
+    X(OUT_STATUS) X(OUT_ERRNO) X(UNIFIED)
 #define AS_ENUM(name) S_##name,
 enum { SLOTS(AS_ENUM) N_SLOTS };
 #define AS_TEXT(name) #name ","
@@ -437,6 +437,13 @@ void ll_scan(int64_t *a) {
     int64_t *reg_int = P(int64_t, REG_INT), *pct_int = P(int64_t, PCT_INT);
     uint8_t *reg_ok = P(uint8_t, REG_OK), *pct_ok_ = P(uint8_t, PCT_OK);
     int64_t reg_cap = a[S_REG_CAP], pct_cap = a[S_PCT_CAP];
+    /* UNIFIED: the caller passed the same arrays for the three kinds of rows (and for their
+       pdf/cdf columns): every row then takes the next row of those arrays, so a chunk's rows
+       come out in line order, with pdf/cdf flags and bucket index per row (-1: no bucket). */
+    int unified = (int)a[S_UNIFIED];
+    uint8_t *u_pdf_ok = P(uint8_t, ONE_PDF_OK), *u_cdf_ok = P(uint8_t, ONE_CDF_OK);
+    int32_t *u_bucket = P(int32_t, ONE_BUCKET);
+    double *u_pdf = P(double, PCT_PDF), *u_cdf = P(double, PCT_CDF);
     int64_t *irr_line = P(int64_t, IRR_LINE), *irr_off = P(int64_t, IRR_OFF), irr_cap = a[S_IRR_CAP];
     uint8_t *irr_buf = P(uint8_t, IRR_BUF), *ft_buf = P(uint8_t, FT_BUF);
     int64_t irr_bytes = a[S_IRR_BYTES], ft_bytes = a[S_FT_BYTES], *ft_off = P(int64_t, FT_OFF);
@@ -511,7 +518,8 @@ void ll_scan(int64_t *a) {
                         }
                     }
                     if (ok) {
-                        if ((pct ? n_pct >= pct_cap : n_reg >= reg_cap) || f.n + 3 > f.cap ||
+                        int64_t *counter = pct && !unified ? &n_pct : &n_reg;
+                        if (*counter >= (pct && !unified ? pct_cap : reg_cap) || f.n + 3 > f.cap ||
                             f.bytes + (ce - ls) > f.bytes_cap) {
                             status = NO_ROOM;
                             goto out;
@@ -538,8 +546,13 @@ void ll_scan(int64_t *a) {
                         int64_t *ival;
                         uint8_t *okv;
                         int vk;
+                        if (unified) {
+                            u_pdf_ok[n_reg] = u_cdf_ok[n_reg] = (uint8_t)pct;
+                            u_bucket[n_reg] = -1;
+                            if (!pct) u_pdf[n_reg] = u_cdf[n_reg] = 0.0;
+                        }
                         if (pct) {
-                            row = n_pct++;
+                            row = (*counter)++;
                             pct_line[row] = (uint32_t)line;
                             pct_stat[row] = (int32_t)sid;
                             pct_ok_[row] = 0;
@@ -560,8 +573,10 @@ void ll_scan(int64_t *a) {
                 }
             }
             if (!ok && p1 > ls && p1 < ce) {
+                if (unified) o.n = n_reg;
                 int64_t first = o.n;
                 int got = oneline(d, ls, p1, ce, line, &o, &f);
+                if (unified) n_reg = o.n;
                 if (got < 0) {
                     status = NO_ROOM;
                     goto out;

@@ -150,6 +150,9 @@ class _Chunk:
     names: list[str]
     first_line: np.ndarray
     first_text: list[str]
+    #: rows already in line order (``ROWS`` + ``cell_pos``/``cell_bucket``: the C kernel's
+    #: UNIFIED mode), else the three runs that ``_in_file_order`` merges.
+    ordered: bool = False
 
 
 class _Table:
@@ -409,7 +412,8 @@ def _scan_file(path: Path, chunk_bytes: int) -> ScanResult:
         count, scan_chunk = kernel().chunks(fd, os.fstat(fd).st_size, chunk_bytes)
 
         def scan_ordered(k: int) -> _Chunk:
-            return _in_file_order(scan_chunk(k))
+            chunk = scan_chunk(k)
+            return chunk if chunk.ordered else _in_file_order(chunk)
 
         with ThreadPoolExecutor(max_workers=THREADS) as pool:
             # A few chunks ahead of the merge, not all: a huge file's rows stay bounded.

@@ -36,7 +36,7 @@ from stats_parsers import scan
 SOURCE = Path(__file__).with_name("_scan.c")
 FLAGS = ("-O2", "-shared", "-fPIC")
 #: Must equal ABI in _scan.c.
-ABI = 1
+ABI = 2
 #: Bytes per read: small reads land in a buffer that stays in cache (measured 3x faster than
 #: 16 MiB reads on the 2-core VMs); tests make it tiny to exercise the refills.
 BLOCK = 1 << 16
@@ -210,15 +210,26 @@ class _Space:
     def fresh_rows(self) -> None:
         """New row arrays for the next chunk: handed over as they are (views, no copy), so the
         kernel writes each row once, into memory that stays; pages past the rows used are never
-        touched, so the room they leave costs nothing."""
-        a, s, lines = self.args, _slots, self.lines
-        self.rows = {
-            k: np.empty(lines if k[:3] != "one" else 2 * lines, t) for k, t in scan._ROW_FIELDS.items()
-        }
-        for key, array in self.rows.items():
-            a[s[key.upper()]] = _ptr(array)
-        a[s["REG_CAP"]] = a[s["PCT_CAP"]] = lines
-        a[s["ONE_CAP"]] = 2 * lines
+        touched, so the room they leave costs nothing. One set of arrays for the three kinds of
+        rows (the kernel's UNIFIED mode): they come out in line order, with nothing to merge."""
+        a, s = self.args, _slots
+        cap = 3 * self.lines  # regular and pdf/cdf rows: one a line; bucket cells: up to two a line
+        unified = {k: np.empty(cap, t) for k, t in scan.ROWS.items()}
+        unified["bucket"] = np.empty(cap, np.int32)
+        self.rows = unified
+        alias = {
+            "LINE": "line", "STAT": "stat", "VAL": "value", "INT": "int", "OK": "int_ok",
+        }  # fmt: skip
+        for kind in ("REG", "PCT", "ONE"):
+            for slot, key in alias.items():
+                a[s[f"{kind}_{slot}"]] = _ptr(unified[key])
+            a[s[f"{kind}_CAP"]] = cap
+        a[s["PCT_PDF"]] = a[s["ONE_PDF"]] = _ptr(unified["pdf"])
+        a[s["PCT_CDF"]] = a[s["ONE_CDF"]] = _ptr(unified["cdf"])
+        a[s["ONE_PDF_OK"]] = _ptr(unified["pdf_ok"])
+        a[s["ONE_CDF_OK"]] = _ptr(unified["cdf_ok"])
+        a[s["ONE_BUCKET"]] = _ptr(unified["bucket"])
+        a[s["UNIFIED"]] = 1
 
     def bind(self, table: scan._Table) -> None:
         if table is self.table:
@@ -283,13 +294,13 @@ def _scan_chunk(fd: int, size: int, chunk_bytes: int, k: int) -> scan._Chunk:
             _ptr(values),
             _ptr(space.flt_kind),
             _ptr(space.flt_row),
-            *(
-                _ptr(rows[k])
-                for k in ("reg_val", "pct_val", "pct_pdf", "pct_cdf", "one_val", "one_pdf", "one_cdf")
-            ),
+            *(_ptr(rows[k]) for k in ("value", "value", "pdf", "cdf", "value", "pdf", "cdf")),
         )
-    used = {"reg": int(a[s["OUT_REG"]]), "pct": int(a[s["OUT_PCT"]]), "one": int(a[s["OUT_ONE"]])}
-    out = {k: v[: used[k[:3]]] for k, v in rows.items()}
+    n_rows = int(a[s["OUT_REG"]])  # UNIFIED: every row, in line order
+    out = {k: v[:n_rows] for k, v in rows.items()}
+    bucket = out.pop("bucket")
+    out["cell_pos"] = np.flatnonzero(bucket >= 0)
+    out["cell_bucket"] = bucket[out["cell_pos"]]
     n_irr = int(a[s["OUT_IRR"]])
     offsets = space.irr_off[: n_irr + 1].tolist()
     raw = space.irr_buf[: offsets[-1]].tobytes()
@@ -322,6 +333,7 @@ def _scan_chunk(fd: int, size: int, chunk_bytes: int, k: int) -> scan._Chunk:
         names,
         table.first_lno[before:after].copy(),
         first_text,
+        ordered=True,
     )
 
 
