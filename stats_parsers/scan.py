@@ -40,6 +40,8 @@ from pathlib import Path
 
 import numpy as np
 
+from stats_parsers import stat_info
+
 #: numba can be imported here (looked up, not imported: that alone costs ~0.3 s). numba is a
 #: declared dependency, so its absence marks a platform we build no native code for: there
 #: ``stats_text`` reads with its polars path (tests switch the native path off with this).
@@ -91,6 +93,8 @@ class ScanResult:
     stat_names: list[str]
     first_line: list[int]
     first_text: list[str]
+    #: ``stat_info.stat_infos`` of each stat (name, key, unit, description; None: a bad name).
+    infos: list
     last_line: int
 
 
@@ -363,6 +367,8 @@ def _scan_file(path: Path, chunk_bytes: int) -> ScanResult:
     ids: dict[str, int] = {}
     first_line: list[int] = []
     first_text: list[str] = []
+    infos: list = []
+    stat_info._split_unit.cache_clear()  # per scan: a benchmark's repeat gets no head start
     irr_lines: list[int] = []
     irr_text: list[str] = []
     line0 = 1
@@ -377,13 +383,17 @@ def _scan_file(path: Path, chunk_bytes: int) -> ScanResult:
         known = to_global.setdefault(chunk.table, [])
         assert len(known) == chunk.first_id
         lines = chunk.first_line.tolist()
+        fresh: list[str] = []
         for local, name in enumerate(chunk.names):
             gid = ids.get(name)
             if gid is None:
                 gid = ids[name] = len(ids)
                 first_line.append(lines[local] + line0)
                 first_text.append(chunk.first_text[local])
+                fresh.append(name)
             known.append(gid)
+        if fresh:  # worked out while the next chunks are scanned (this is not the main thread)
+            infos.extend(stat_info.stat_infos(fresh, first_text[len(first_text) - len(fresh) :]))
         if chunk.names or chunk.table not in as_array:  # the id map as an array, rebuilt when it grows
             as_array[chunk.table] = np.asarray(known, np.int32)
         rows = chunk.rows
@@ -436,6 +446,7 @@ def _scan_file(path: Path, chunk_bytes: int) -> ScanResult:
         stat_names=list(ids),
         first_line=first_line,
         first_text=first_text,
+        infos=infos,
         last_line=last_line,
     )
 

@@ -40,7 +40,6 @@ a stat absent from a dump has no row; the wide helpers give NaN there unless tol
 from __future__ import annotations
 
 import contextlib
-import functools
 import gc
 import io
 import itertools
@@ -55,6 +54,7 @@ import pyarrow as pa
 
 from foundation.errors import InputError
 from stats_parsers import scan as scan_mod
+from stats_parsers import stat_info
 from stats_parsers import stats_lines as sl
 
 if TYPE_CHECKING:  # pandas loads only when a caller asks for a pandas table
@@ -415,45 +415,9 @@ def _stat_info(stat: str, text: str) -> tuple[str, str, str | None, str | None] 
     return name, key, unit, desc
 
 
-# Per-core copies of a stat share one description: split each distinct one once.
-_split_unit = functools.lru_cache(maxsize=1 << 16)(sl.split_unit)
-_name_ok = sl._NAME_RE.match
-#: What ``sl._NAME_RE`` allows after the first character, for ASCII names (``\w`` is then
-#: ``[A-Za-z0-9_]``): deleting these from a name leaves nothing.
-_NAME_REST = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.:-+<>[]@/"
-_NAME_FIRST = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_")
-
-
-def _stat_infos(names: list[str], texts: list[str]) -> list[tuple[str, str, str | None, str | None] | None]:
-    """``_stat_info`` of every (name, first line), alike but cheaper per stat: the names are
-    checked at once when all are ASCII (one ``bytes.translate``; a file has tens of thousands
-    of distinct stats), and each distinct description is split once."""
-    if not names:
-        return []
-    joined = "".join(names)
-    if joined.isascii() and not joined.encode().translate(None, _NAME_REST):
-        ok = [n[:1] in _NAME_FIRST for n in names]
-    else:
-        ok = [_name_ok(n) is not None for n in names]
-    tails: dict[str, tuple[str, str | None]] = {}
-    infos: list[tuple[str, str, str | None, str | None] | None] = []
-    for stat, text, good in zip(names, texts, ok, strict=True):
-        if not good:
-            infos.append(None)
-            continue
-        name, _, key = stat.partition("::")
-        _head, hash_, tail = text.partition(" # ")
-        if hash_:
-            split = tails.get(tail)
-            if split is None:
-                desc = tail.strip()
-                split = tails[tail] = _split_unit(desc) if desc.endswith(")") else (desc, None)
-            infos.append((name, key, split[1], split[0]))
-        elif text.endswith(")"):
-            infos.append((name, key, _split_unit(text.rstrip())[1], None))
-        else:
-            infos.append((name, key, None, None))
-    return infos
+_split_unit = stat_info._split_unit
+_name_ok = stat_info._name_ok
+_stat_infos = stat_info.stat_infos
 
 
 def _row_exprs(text: pl.Expr, p1: pl.Expr, tok: pl.Expr, description: bool) -> list[pl.Expr]:
@@ -666,6 +630,7 @@ def _assemble_native(
     first_text = list(found.first_text)
     rows = found.rows  # file order, chunk by chunk
     extra = None
+    moved: set[int] = set()  # stats whose first line the window pass found before the scan's
     if win is not None and win.height:
         # Lines the window pass read (pdf/cdf lines the scan handed back): a second sorted run.
         ids = {name: i for i, name in enumerate(names)}
@@ -681,6 +646,7 @@ def _assemble_native(
                 first_text.append(raw_of[line])
             elif line < first_line[sid]:
                 first_line[sid], first_text[sid] = line, raw_of[line]
+                moved.add(sid)
             w_ids.append(sid)
         extra = {
             "line": win.get_column("line").to_numpy().astype(np.uint32),
@@ -715,8 +681,15 @@ def _assemble_native(
     stat = joined("stat")
     n_rows = len(lines)
 
-    _split_unit.cache_clear()  # per parse: a benchmark's repeat gets no head start
-    infos = _stat_infos(names, first_text)
+    # The scan worked out each stat's name/key/unit/description as its chunks came in; the
+    # window pass's new stats, and stats whose first line it found earlier, are done here.
+    infos = list(found.infos)
+    redo = sorted(sid for sid in moved if sid < len(infos))
+    for sid, info in zip(
+        redo, _stat_infos([names[i] for i in redo], [first_text[i] for i in redo]), strict=True
+    ):
+        infos[sid] = info
+    infos.extend(_stat_infos(names[len(infos) :], first_text[len(infos) :]))
     bad_ids = [i for i, info in enumerate(infos) if info is None]
     if bad_ids:
         hit = np.flatnonzero(np.isin(stat, np.asarray(bad_ids, np.int32)))
