@@ -6,7 +6,8 @@ parser must not write into them. Default: ``$LAYERLAB_CACHE_DIR`` or
 ``$XDG_CACHE_HOME/layerlab/stats`` (``~/.cache/layerlab/stats``). The key also holds the parser
 version and the options that change the table, so an upgrade or ``--lenient`` never reads a
 stale entry. Writes are atomic (``foundation.atomic``); a broken cache entry is ignored and
-rewritten, never trusted.
+rewritten, never trusted. Files under 64 KiB are not cached: the reference parser reads them
+faster than an entry loads.
 """
 
 from __future__ import annotations

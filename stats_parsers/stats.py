@@ -58,7 +58,7 @@ def read_stats(
         source = source / "stats.txt"
     if not source.is_file():
         raise InputError(f"{source}: stats file not found")
-    if not cache:
+    if not cache or _small(source):
         return parse_stats_text(source, strict=strict, description=description)
     entry = cache_entry(source, strict=strict, description=description, cache_dir=cache_dir)
     hit = cache_mod.load(entry)
@@ -76,6 +76,17 @@ def read_stats(
     parsed = parse_stats_text(source, strict=strict, description=description)
     cache_mod.store(entry, parsed.frame, parse_meta(parsed), background=cache_in_background)
     return parsed
+
+
+def _small(source: Path) -> bool:
+    """A file the reference parser reads faster than a cache entry loads (``stats_text``'s
+    small-file route): not cached (a trivial run's stats; the conductor collects thousands)."""
+    from stats_parsers import stats_text
+
+    try:
+        return source.stat().st_size < stats_text._PYTHON_MAX_BYTES
+    except OSError:
+        return False
 
 
 def parse_meta(stats: StatsDumps) -> dict:
@@ -111,7 +122,7 @@ def stats_to_parquet(
     if source.is_dir():
         source = source / "stats.txt"
     textual = not text.startswith(H5_PREFIX) and source.suffix not in (".h5", ".hdf5", ".json")
-    if not (cache and textual and source.is_file()):
+    if not (cache and textual and source.is_file()) or _small(source):
         stats = read_stats(path, strict=strict, description=description, cache=cache, cache_dir=cache_dir)
         meta = parse_meta(stats)
         cache_mod.write_table(stats.frame, sink, meta)
