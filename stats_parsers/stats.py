@@ -117,7 +117,7 @@ def stats_to_parquet(
     Why not ``read_stats`` and a write: a text file already cached is copied out of the cache
     as it lies (the same layout: nothing decoded or encoded), and a fresh parse is encoded once,
     for ``sink``, then copied into the cache."""
-    text = os.fspath(path) if not isinstance(path, str) else path
+    text = os.fspath(path)
     source = Path(text)
     if source.is_dir():
         source = source / "stats.txt"

@@ -17,9 +17,10 @@ from its arrays (``_assemble_native``) and is the same, row for row, as the pola
 (tests hold both paths to that). Without a native kernel, or for binary/non-UTF-8 data, the
 polars path runs.
 
-Row order: file order (``line``, kept as a column, ascends). The passes yield regular lines,
-pdf/cdf lines and one-line buckets apart; one sort merges them (~0.1 s for 3.5 M rows), so
-that a table, its cache entry and ``layerlab stats`` output all read in the file's order.
+Row order: file order (``line``, kept as a column, ascends), so that a table, its cache entry
+and ``layerlab stats`` output all read in the file's order. The C scanner writes rows in line
+order; the numba kernel's runs are merged by position in its threads; only rows of later passes
+(odd lines, the polars path's separate passes) are merged in by a final sort.
 
 Table columns (one row per printed value):
 
