@@ -50,6 +50,7 @@ from foundation.rundir import (
     outdir_of,
     run_id_of,
 )
+from orchestrator.followup import KERNELS_FILE
 from orchestrator.plan import RunPlan, gem5_source, root_runs, slice_runs
 from orchestrator.spec import Experiment, load_spec, variants
 from orchestrator.store import Render, RunRecord, RunStore, now
@@ -60,7 +61,6 @@ POLL_S = 0.2
 #: How long a run that ended badly waits for its verdict: ``layerlab cancel`` ends a run before
 #: it records it as cancelled, and the run's end must not be called a failure meanwhile.
 SETTLE_S = 1.0
-KERNELS_FILE = "kernels.parquet"
 #: The boot run's checkpoint record (gem5_configs.params.CHECKPOINT_ID_FILE; not imported: the
 #: resume must not load the renderer).
 CHECKPOINT_RECORD = "layerlab_checkpoint.json"
@@ -301,7 +301,7 @@ class Conductor:
         self.after: dict[Any, tuple[Node, Any, Any]] = {}
         #: Runs that ended badly, waiting for their verdict (``_settle_ended``).
         self.settling: dict[str, tuple[Node, RunRecord, Any, float]] = {}
-        self._pool: Any = None
+        self._helper: Any = None
         self._wakeup = _ChildWakeup()
 
     # -- graph
@@ -528,15 +528,19 @@ class Conductor:
         return progressed
 
     # -- background work
-    def _background(self, node: Node, work: Any, done: Any, failed: Any) -> None:
-        """Run ``work()`` (a kernel map, a kernel table, a prediction: reading and writing the
-        run's own files only) on the worker thread; ``done(result)`` or ``failed(InputError)``
-        follow on this thread, so the store and the graph are touched here only."""
-        if self._pool is None:
-            from concurrent.futures import ThreadPoolExecutor
+    def _background(
+        self, node: Node, task: str, args: tuple, done: Any, failed: Any, urgent: bool = False
+    ) -> None:
+        """Have the helper process (``orchestrator.helper``) do ``task`` of
+        ``orchestrator.followup`` (a kernel map, a kernel table, a prediction: reading and
+        writing the run's own files only); ``done(result)`` or ``failed(InputError)`` follow
+        on this thread, so the store and the graph are touched here only. ``urgent``: runs
+        wait for it (a census's kernel map), so it goes before the tables."""
+        if self._helper is None:
+            from orchestrator.helper import Helper
 
-            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="layerlab-after")
-        future = self._pool.submit(work)
+            self._helper = Helper()
+        future = self._helper.submit(task, *args, urgent=urgent)
         self.after[future] = (node, done, failed)
         future.add_done_callback(lambda _future: self._wakeup.poke())
 
@@ -797,7 +801,7 @@ class Conductor:
     def _after_done(self, node: Node, record: RunRecord | None) -> None:
         """What a finished run makes possible: a census's kernel map and slices; a slice's table.
 
-        Both are made on the worker thread (a real kernel table takes minutes; the other runs
+        Both are made in the helper process (a real kernel table takes minutes; the other runs
         go on meanwhile). One that cannot be made (``InputError``: markers missing, stats
         unreadable) fails that run with a digest naming the cause; other branches go on.
         """
@@ -815,7 +819,8 @@ class Conductor:
                 return
             self._background(
                 node,
-                lambda: _ensure_kernel_map(plan.run_dir, node.run_id),
+                "kernel_map",
+                (str(plan.run_dir), node.run_id),
                 lambda _result: self._expand(node),
                 lambda exc: self._fail_after(
                     node, "kernel_map", f"the census ran but its kernel map cannot be built: {exc}",
@@ -823,6 +828,7 @@ class Conductor:
                     "exits on work items; `layerlab census RUN_DIR` shows the same error",
                     EVENTS_FILENAME,
                 ),
+                urgent=True,
             )  # fmt: skip
         elif plan.kind == "slice":
             if record is None:
@@ -835,7 +841,8 @@ class Conductor:
                 return
             self._background(
                 node,
-                lambda: _table_cycles(plan.run_dir),
+                "kernel_table",
+                (str(plan.run_dir),),
                 lambda cycles: self.store.update(node.run_id, gpu_cycles=cycles),  # type: ignore[arg-type]
                 lambda exc: self._fail_after(
                     node, "kernel_table", f"the run ended but its per-kernel table cannot be made: {exc}",
@@ -865,7 +872,7 @@ class Conductor:
 
     def _predict(self, node: Node) -> None:
         """Host seconds a slice will take, from the measured rate of done slices of the same
-        machine and the analytical cycles of its window (on the worker thread: a convenience,
+        machine and the analytical cycles of its window (in the helper process: a convenience,
         it never delays a run)."""
         if node.plan.kind != "slice":
             return
@@ -878,7 +885,8 @@ class Conductor:
             if cycles is not None:
                 self.store.update(run_id, predicted_s=rate * cycles)  # type: ignore[arg-type]
 
-        self._background(node, lambda: window_cycles(node), done, lambda exc: None)
+        args = (str(node.plan.run_dir), node.spec.model, _window_shape(node))
+        self._background(node, "window_cycles", args, done, lambda exc: None, urgent=True)
 
     # -- recovery and cancel
     def _reconcile(self) -> None:
@@ -910,9 +918,9 @@ class Conductor:
         self.running.clear()
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+        if self._helper is not None:
+            self._helper.close()
+            self._helper = None
         close = getattr(self.backend, "close", None)
         if close is not None:
             close()
@@ -984,80 +992,18 @@ def _ignore_signal(signum: int, frame: Any) -> None:
     """SIGCHLD's handler: nothing to do, the wake-up pipe has the news."""
 
 
-def _ensure_kernel_map(run_dir: Path, run_id: str | None) -> None:
-    """The census's kernel map, built from its outputs unless the saved one is this run's."""
-    if _kernel_map_run_id(run_dir) != run_id:
-        from workloads.census import build_kernel_map, save_kernel_map
-
-        save_kernel_map(build_kernel_map(run_dir), run_dir)
-
-
-def _table_cycles(run_dir: Path) -> float | None:
-    """Write a slice's per-kernel table; its GPU cycles (blits apart) for the store."""
-    table = _collect_table(run_dir)
-    if "gpu_cycles" not in table:
-        return None
-    return float(table.loc[~table["blit"].astype(bool), "gpu_cycles"].sum())
-
-
-def _collect_table(run_dir: Path):  # -> pd.DataFrame
-    from foundation import atomic
-    from reports.join import simulated_kernels
-
-    table = simulated_kernels(run_dir)
-    atomic.write_with(run_dir / KERNELS_FILE, lambda tmp: table.to_parquet(tmp, index=False))
-    return table
-
-
-def collect_run(run_dir: Path) -> Path:
-    """The per-kernel table of a sliced run, joined with its census labels, as parquet."""
-    _collect_table(run_dir)
-    return run_dir / KERNELS_FILE
-
-
-#: window_cycles by what decides them: every layer of a step on one machine has the same estimate.
-_WINDOW_CYCLES: dict[tuple, float] = {}
-
-
-def window_cycles(node: Node) -> float | None:
-    """Analytical GPU cycles of a slice's window: the roofline estimate of its layer's ops."""
-    try:
-        from gem5_configs.render import read_params
-
-        params = read_params(node.plan.run_dir)
-        spec = node.spec
-        step, _layer, _module = node.plan.slice_at  # type: ignore[misc]
-        prefill = step == 0 and spec.shapes.phases in ("prefill", "both")
-        context = (
-            spec.shapes.context
-            + (spec.shapes.prompt_len if spec.shapes.phases == "both" else 0)
-            + max(0, step - 1)
-        )
-        shape = {
-            "phase": "prefill" if prefill else "decode",
-            "batch": spec.shapes.batch,
-            "seq": spec.shapes.prompt_len if prefill else None,
-            "context": spec.shapes.context if prefill else max(1, context),
-        }
-        key = (json.dumps(params.machine.to_json(), sort_keys=True), spec.model, *shape.values())
-        if key not in _WINDOW_CYCLES:
-            from analytical.hardware import machine_of
-            from analytical.pipeline import estimate_layer
-            from workloads.models import load_model_config
-
-            machine = machine_of(params.gpu, params.machine.profile)
-            phase = shape.pop("phase")
-            table = estimate_layer(
-                load_model_config(spec.model),
-                machine,
-                phase,
-                **shape,
-                layers="0",  # the analytical model's decoder layers are all alike
-            )
-            _WINDOW_CYCLES[key] = float(table["est_cycles"].sum())
-        return _WINDOW_CYCLES[key]
-    except Exception:  # a prediction is a convenience: never let it stop a run
-        return None
+def _window_shape(node: Node) -> dict[str, Any]:
+    """The phase and sizes of a slice's step, as the analytical model takes them."""
+    shapes = node.spec.shapes
+    step, _layer, _module = node.plan.slice_at  # type: ignore[misc]
+    prefill = step == 0 and shapes.phases in ("prefill", "both")
+    context = shapes.context + (shapes.prompt_len if shapes.phases == "both" else 0) + max(0, step - 1)
+    return {
+        "phase": "prefill" if prefill else "decode",
+        "batch": shapes.batch,
+        "seq": shapes.prompt_len if prefill else None,
+        "context": shapes.context if prefill else max(1, context),
+    }
 
 
 def _expected_kernels(run_dir: Path) -> int | None:
@@ -1083,16 +1029,6 @@ def _kept_slice(plan: RunPlan, census_run_id: str | None) -> str | None:
     if same_census and run_id_of(plan.run_dir) == record.get("run_id"):
         return str(record["run_id"])
     return None
-
-
-def _kernel_map_run_id(run_dir: Path) -> str | None:
-    from foundation.rundir import KERNEL_MAP_FILE
-
-    try:
-        with (run_dir / KERNEL_MAP_FILE).open(encoding="utf-8") as handle:
-            return json.load(handle).get("meta", {}).get("run_id")
-    except (OSError, ValueError):
-        return None
 
 
 def _same_files(run_dir: Path, files: dict[str, str]) -> bool:

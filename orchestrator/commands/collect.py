@@ -36,7 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from orchestrator.conductor import KERNELS_FILE, collect_run
+    from orchestrator.followup import KERNELS_FILE, collect_run
     from orchestrator.output import dumps_json, write_output_with
     from orchestrator.store import done_slices
 
