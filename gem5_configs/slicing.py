@@ -16,7 +16,7 @@ from foundation.errors import InputError
 from foundation.rundir import run_id_of
 from gem5_configs.params import RenderParams, make_params
 from gem5_configs.render import read_params
-from workloads.census import load_kernel_map, window
+from workloads.census import load_kernel_map, window_of
 
 
 def _plain(value: Any) -> Any:
@@ -53,7 +53,7 @@ def params_from_census(
             f"{folder}: its outputs come from run {outputs_of}, but the directory was re-rendered as "
             f"{recorded}; re-run the census before slicing it"
         )
-    win, _ = window(kernel_map, step, layer, module)
+    win = window_of(kernel_map, step, layer, module)
     inst, machine = census.instantiation, census.machine
     base: dict[str, Any] = {
         "guest_command": census.workload.guest_command,

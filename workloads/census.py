@@ -23,19 +23,18 @@ inside each marker because they execute in detail in the sliced run too.
 
 from __future__ import annotations
 
-import functools
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from foundation import atomic, events
 from foundation.errors import InputError, unknown_name
 from foundation.rundir import KERNEL_MAP_FILE, MARKER_TABLE_FILE, outdir_of
 from foundation.vocabulary import SKIP_ALL, Window
 from workloads.drivers import markers as mk
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 SCHEMA = "layerlab-kernel-map/1"
 KERNEL_COLUMNS = ("kernel_index", "step", "phase", "layer", "module", "op_name", "marker_id")
@@ -53,13 +52,46 @@ REGION_COLUMNS = (
 )
 
 
-@dataclass
 class KernelMap:
-    """Per-kernel labels (``kernels``), per-marker ranges (``regions``), and the run's facts."""
+    """Per-kernel labels (``kernels``), per-marker ranges (``regions``), and the run's facts.
 
-    kernels: pd.DataFrame
-    regions: pd.DataFrame
-    meta: dict[str, Any] = field(default_factory=dict)
+    A map read from its file holds plain records and makes the pandas tables only when asked:
+    a conductor renders every slice of an experiment from the census maps, and the window of a
+    slice needs the records alone (pandas' filters on these tiny tables took ~10 ms a slice).
+    """
+
+    def __init__(
+        self,
+        kernels: pd.DataFrame | None = None,
+        regions: pd.DataFrame | None = None,
+        meta: dict[str, Any] | None = None,
+    ) -> None:
+        self._kernels, self._regions = kernels, regions
+        self.meta: dict[str, Any] = meta if meta is not None else {}
+        self._kernel_records: list[dict[str, Any]] | None = None
+        self._region_records: list[dict[str, Any]] | None = None
+
+    @classmethod
+    def from_records(
+        cls, kernels: list[dict[str, Any]], regions: list[dict[str, Any]], meta: dict[str, Any]
+    ) -> KernelMap:
+        """A map from its saved records (NA as None; a missing field is NA)."""
+        made = cls(meta=meta)
+        made._kernel_records = [{c: row.get(c) for c in KERNEL_COLUMNS} for row in kernels]
+        made._region_records = [{c: row.get(c) for c in REGION_COLUMNS} for row in regions]
+        return made
+
+    @property
+    def kernels(self) -> pd.DataFrame:
+        if self._kernels is None:
+            self._kernels = _frame(self._kernel_records or [], KERNEL_COLUMNS, ("step", "layer", "marker_id"))
+        return self._kernels
+
+    @property
+    def regions(self) -> pd.DataFrame:
+        if self._regions is None:
+            self._regions = _frame(self._region_records or [], REGION_COLUMNS, ("layer",))
+        return self._regions
 
     @property
     def steps(self) -> list[int]:
@@ -67,25 +99,42 @@ class KernelMap:
             {r["step"] for r in self.region_records if r["layer"] is None and r["step"] is not None}
         )
 
-    @functools.cached_property
+    @property
     def region_records(self) -> list[dict[str, Any]]:
-        """``regions`` as plain records (NA as None), read once: finding one window in a map
-        takes microseconds this way, where pandas' filters on these tiny tables took ~10 ms
-        (every sliced run of an experiment asks)."""
-        return [
-            {k: None if _is_na(v) else v for k, v in row.items()} for row in self.regions.to_dict("records")
-        ]
+        """``regions`` as plain records (NA as None). Treat them as read-only."""
+        if self._region_records is None:
+            self._region_records = _plain_records(self.regions)
+        return self._region_records
 
-    @functools.cached_property
+    @property
     def kernel_records(self) -> list[dict[str, Any]]:
-        """``kernels`` as plain records (NA as None), in kernel order."""
-        return [
-            {k: None if _is_na(v) else v for k, v in row.items()} for row in self.kernels.to_dict("records")
-        ]
+        """``kernels`` as plain records (NA as None), in kernel order. Treat them as read-only."""
+        if self._kernel_records is None:
+            self._kernel_records = _plain_records(self.kernels)
+        return self._kernel_records
+
+
+def _frame(
+    records: list[dict[str, Any]], columns: tuple[str, ...], nullable_ints: tuple[str, ...]
+) -> pd.DataFrame:
+    import pandas as pd
+
+    frame = pd.DataFrame(records, columns=list(columns))
+    for column in nullable_ints:
+        frame[column] = frame[column].astype("Int64")
+    return frame
+
+
+def _plain_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    return [{k: None if _is_na(v) else v for k, v in row.items()} for row in frame.to_dict("records")]
 
 
 def _is_na(value: Any) -> bool:
-    return value is None or value is pd.NA or (isinstance(value, float) and value != value)
+    return (
+        value is None
+        or (isinstance(value, float) and value != value)
+        or type(value).__name__ == "NAType"  # pandas.NA, without importing pandas
+    )
 
 
 def _locate(run_dir: Path, name: str) -> Path | None:
@@ -169,6 +218,8 @@ def _from_events(
     end: dict[str, Any] | None,
     ids: dict[str, Any] | None,
 ) -> KernelMap:
+    import pandas as pd
+
     labels = {int(m["id"]): m.get("label", "") for m in (ids or {}).get("markers", [])}
     phases = {int(s["step"]): s.get("phase") for s in (ids or {}).get("steps", [])}
     stack: list[dict[str, Any]] = []
@@ -241,6 +292,8 @@ def _from_events(
 
 
 def _region_frame(regions: list[dict], labels: dict[int, str], phases: dict[int, Any]) -> pd.DataFrame:
+    import pandas as pd
+
     rows = []
     for r in regions:
         step, layer, module = mk.decode(r["marker_id"])
@@ -280,6 +333,8 @@ def _check_against_table(path: Path, regions: pd.DataFrame, ids: dict[str, Any] 
 
 
 def _kernel_frame(kernels: list[dict], regions: pd.DataFrame) -> pd.DataFrame:
+    import pandas as pd
+
     by_id = regions.drop_duplicates("marker_id").set_index("marker_id")
     rows = []
     for k in kernels:
@@ -320,6 +375,8 @@ def _kernel_frame(kernels: list[dict], regions: pd.DataFrame) -> pd.DataFrame:
 
 
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    import pandas as pd
+
     clean = frame.astype(object).where(pd.notna(frame), None)
     return [dict(zip(clean.columns, row, strict=True)) for row in clean.itertuples(index=False, name=None)]
 
@@ -373,12 +430,10 @@ def _read_kernel_map(saved: Path) -> KernelMap:
     payload = _read_json_file(saved, "kernel map")
     if not isinstance(payload, dict) or payload.get("schema") != SCHEMA:
         raise InputError(f"{saved}: field 'schema' is not {SCHEMA!r}")
-    kernels = pd.DataFrame(payload["kernels"], columns=list(KERNEL_COLUMNS))
-    for column in ("step", "layer", "marker_id"):
-        kernels[column] = kernels[column].astype("Int64")
-    regions = pd.DataFrame(payload["regions"], columns=list(REGION_COLUMNS))
-    regions["layer"] = regions["layer"].astype("Int64")
-    return KernelMap(kernels, regions, payload.get("meta", {}))
+    try:
+        return KernelMap.from_records(payload["kernels"], payload["regions"], payload.get("meta", {}))
+    except (KeyError, TypeError, AttributeError):
+        raise InputError(f"{saved}: fields 'kernels' and 'regions' must be lists of objects") from None
 
 
 # -- windows ------------------------------------------------------------------------------------
@@ -391,19 +446,33 @@ def window(
 
     ``num_layers`` (e.g. from the model config) overrides the layer count recorded by the driver.
     """
-    region = marker_region(kernel_map, step, layer, module, num_layers)
-    first, last = int(region["first_kernel"]), int(region["last_kernel"])
+    win = window_of(kernel_map, step, layer, module, num_layers)
     kernels = kernel_map.kernels
     index = kernels["kernel_index"].to_numpy()
-    expected = kernels.iloc[((index >= first) & (index <= last)).nonzero()[0]].reset_index(drop=True)
-    return Window(first, last), expected
+    inside = ((index >= win.skip_until) & (index <= win.exit_after)).nonzero()[0]
+    return win, kernels.iloc[inside].reset_index(drop=True)
+
+
+def window_of(
+    kernel_map: KernelMap, step: int, layer: int, module: str | None = None, num_layers: int | None = None
+) -> Window:
+    """The gem5 window of (step, layer[, module]) alone, from the map's records (no pandas)."""
+    region = kernel_map.region_records[_region_index(kernel_map, step, layer, module, num_layers)]
+    return Window(int(region["first_kernel"]), int(region["last_kernel"]))
 
 
 def marker_region(
     kernel_map: KernelMap, step: int, layer: int, module: str | None = None, num_layers: int | None = None
 ) -> pd.Series:
     """The one marker region of (step, layer[, module]), with its kernel range and blit count."""
-    regions = kernel_map.regions
+    return kernel_map.regions.iloc[_region_index(kernel_map, step, layer, module, num_layers)]
+
+
+def _region_index(
+    kernel_map: KernelMap, step: int, layer: int, module: str | None, num_layers: int | None
+) -> int:
+    """Which region record is the one marker of (step, layer[, module]); every way there is
+    none (or several) is an ``InputError`` that says why."""
     steps = kernel_map.steps
     if not steps:
         raise InputError("kernel map has no step markers")
@@ -445,11 +514,10 @@ def marker_region(
         raise InputError(
             f"{what}: the marker occurs {len(spans)} times with different kernels; pick the whole layer"
         )
-    chosen = regions.iloc[chosen[:1]]
-    region = chosen.iloc[0]
+    region = records[chosen[0]]
     if int(region["last_kernel"]) < int(region["first_kernel"]):
         raise InputError(f"{what}: the marker brackets no non-blit kernel, so there is nothing to simulate")
-    return region
+    return chosen[0]
 
 
 # -- test double: what gem5 would record for a profiled run ---------------------------------------
