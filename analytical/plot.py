@@ -57,7 +57,7 @@ def step_text(row: Mapping[str, Any]) -> str:
     return text
 
 
-def _num(value: float) -> str:
+def format_number(value: float) -> str:
     """Three significant digits without scientific notation for the usual chart range."""
     if value == 0 or not math.isfinite(value):
         return "0" if value == 0 else "-"
@@ -107,7 +107,7 @@ def merged_ceilings(hardware: HardwareSpec) -> list[tuple[float, list[str], str]
             name = f"{dtypes.pop()} " + " / ".join(kinds)
         else:
             name = ", ".join(" / ".join(ds) + (f" {kind}" if kind else "") for kind, ds in kinds.items())
-        out.append((peak, members, f"{name}: {_num(peak / 1e12)} TFLOP/s"))
+        out.append((peak, members, f"{name}: {format_number(peak / 1e12)} TFLOP/s"))
     return out
 
 
@@ -181,7 +181,7 @@ def _title_lines(table: pd.DataFrame, hardware: HardwareSpec, total_time: float)
         f"engine {row['engine']}, estimator {row['estimator']}, on {machine}: "
         f"{hardware.compute_units} CUs @ {hardware.clock_hz / 1e9:.3g} GHz, "
         f"DRAM {_bandwidth_text(hardware.dram_bandwidth_bytes_per_s)}; "
-        f"sum of t_est = {_num(total_time * 1e6)} µs"
+        f"sum of t_est = {format_number(total_time * 1e6)} µs"
     )
     return first, second
 
@@ -373,7 +373,7 @@ def roofline_figure(
     ax.set_ylim(y_lo, y_hi)
     ax.set_xlabel("arithmetic intensity (FLOP/byte)")
     ax.set_ylabel("attained performance (TFLOP/s)")
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: _num(v / 1e12)))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: format_number(v / 1e12)))
     for axis in (ax.xaxis, ax.yaxis):
         axis.set_minor_formatter(NullFormatter())
     ax.grid(True, which="major", lw=0.4, alpha=0.5)
@@ -406,8 +406,8 @@ def roofline_figure(
         labelled.set_facecolor("white")
         labelled.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
         labelled.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-        labelled.xaxis.set_major_formatter(FuncFormatter(lambda v, _: _num(v)))
-        labelled.yaxis.set_major_formatter(FuncFormatter(lambda v, _: _num(v / 1e12)))
+        labelled.xaxis.set_major_formatter(FuncFormatter(lambda v, _: format_number(v)))
+        labelled.yaxis.set_major_formatter(FuncFormatter(lambda v, _: format_number(v / 1e12)))
         for axis in (labelled.xaxis, labelled.yaxis):
             axis.set_minor_formatter(NullFormatter())
         labelled.tick_params(labelsize=7)
@@ -425,15 +425,15 @@ def roofline_figure(
     lines = [head, "-" * len(head)]
     for i, e in enumerate(entries, start=1):
         lines.append(
-            f"{i:>3}  {e['name']:<{name_w}}  {e['op_class']:<11} {_num(e['x']):>7} {_num(e['y'] / 1e12):>8} "
-            f"{_num(e['t'] * 1e6):>8} {e['share'] * 100:>5.1f}"
+            f"{i:>3}  {e['name']:<{name_w}}  {e['op_class']:<11} {format_number(e['x']):>7} {format_number(e['y'] / 1e12):>8} "
+            f"{format_number(e['t'] * 1e6):>8} {e['share'] * 100:>5.1f}"
         )
     if zero:
         lines += ["", "no FLOPs, so not on the chart (bytes moved, time):"]
         for e in zero:
             lines.append(
                 f"  -  {e['name']:<{name_w}}  {e['op_class']:<11} {_bytes_text(e['bytes']):>16} "
-                f"{_num(e['t'] * 1e6):>8} {e['share'] * 100:>5.1f}"
+                f"{format_number(e['t'] * 1e6):>8} {e['share'] * 100:>5.1f}"
             )
         share = sum(e["share"] for e in zero) * 100
         lines.append(f"     ({share:.1f} % of the time moves data without FLOPs)")

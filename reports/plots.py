@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from analytical.estimators import ESTIMATORS
-from analytical.plot import _num  # one number format for every chart of layerlab
+from analytical.plot import format_number  # one number format for every chart of layerlab
 from foundation import atomic
 from reports.hardware import CPU_WARNING as CPU_NOTE
 from reports.runs import SELFTEST_TITLE
@@ -221,8 +221,8 @@ def roofline_figure(
     ax.set_ylim(y_lo, y_hi)
     ax.set_xlabel("arithmetic intensity (FLOP/byte, model FLOPs over model bytes)")
     ax.set_ylabel("attained performance (TFLOP/s)")
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: _num(v / 1e12)))
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: _num(v)))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: format_number(v / 1e12)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: format_number(v)))
     for axis in (ax.xaxis, ax.yaxis):
         axis.set_minor_formatter(NullFormatter())
     ax.grid(True, which="major", lw=0.4, alpha=0.5)
@@ -256,21 +256,23 @@ def roofline_figure(
     for e in placed:
         err = (e["est_t"] - e["sim_t"]) / e["sim_t"] * 100 if e["sim_t"] > 0 else math.nan
         lines.append(
-            f"{e['n']:>2}  {e['label']:<{width}}  {_num(e['x']):>6} {_num(e['sim_t'] * 1e6):>8} "
-            f"{_num(e['est_t'] * 1e6):>8} {_error_text(err):>9}"
+            f"{e['n']:>2}  {e['label']:<{width}}  {format_number(e['x']):>6} {format_number(e['sim_t'] * 1e6):>8} "
+            f"{format_number(e['est_t'] * 1e6):>8} {_error_text(err):>9}"
         )
     if listed:
         lines += ["", "no FLOPs, so not on the chart:"]
         for e in listed:
             err = (e["est_t"] - e["sim_t"]) / e["sim_t"] * 100 if e["sim_t"] > 0 else math.nan
             lines.append(
-                f" -  {e['label']:<{width}}  {'':>6} {_num(e['sim_t'] * 1e6):>8} {_num(e['est_t'] * 1e6):>8} {_error_text(err):>9}"
+                f" -  {e['label']:<{width}}  {'':>6} {format_number(e['sim_t'] * 1e6):>8} {format_number(e['est_t'] * 1e6):>8} {_error_text(err):>9}"
             )
     unmatched = ops[ops["n_ops"] == 0]
     if len(unmatched):
         lines += ["", "kernels without an estimated op:"]
         for _, r in unmatched.iterrows():
-            lines.append(f" -  {r['role']!s:<{width}}  {'':>6} {_num(float(r['sim_time_s']) * 1e6):>8}")
+            lines.append(
+                f" -  {r['role']!s:<{width}}  {'':>6} {format_number(float(r['sim_time_s']) * 1e6):>8}"
+            )
     lines += ["", f"error = (estimate - simulated) / simulated ({estimator})"]
     size = 8.0 if len(lines) <= 36 else max(5.5, 8.0 * 36 / len(lines))
     fig.text(0.57, top - 0.01, "\n".join(lines), fontsize=size, family="monospace", va="top")
@@ -283,7 +285,7 @@ def _error_text(pct: float) -> str:
     if not math.isfinite(pct):
         return "-"
     if abs(pct) >= 900:
-        return f"×{_num(pct / 100 + 1)}"
+        return f"×{format_number(pct / 100 + 1)}"
     return f"{pct:+.0f} %"
 
 
@@ -386,7 +388,7 @@ def _bar_chart(
     ax.set_xscale("log")
     if values:
         ax.set_xlim(min(values) / 2, max(values) * 2)
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: _num(v)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: format_number(v)))
     ax.set_xlabel(xlabel)
     ax.grid(True, axis="x", which="major", lw=0.4, alpha=0.5)
     fig.legend(loc="upper left", bbox_to_anchor=(0.27, top - 0.02 / height), ncol=1 if legend_rows > 1 else len(series),
@@ -461,7 +463,7 @@ def histogram_figure(
         s = metrics.summary(matched[f"est_cycles_{e}"].tolist(), matched["sim_cycles"].tolist())
         within = s["within_20pct"]
         ax.set_title(
-            f"{e}: MAPE {_num(s['mape_pct'])} %, within 20 %: "
+            f"{e}: MAPE {format_number(s['mape_pct'])} %, within 20 %: "
             f"{'-' if not math.isfinite(within) else f'{within * 100:.0f} %'} of {s['pairs']} ops/roles",
             fontsize=9, loc="left",
         )  # fmt: skip
@@ -526,7 +528,7 @@ def sweep_figure(layers: pd.DataFrame, parameter: str, swept: list[str], title: 
     if hi / lo < 1e4:  # few decades: label 2 and 5 times each decade too
         ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
         ax.yaxis.set_minor_formatter(NullFormatter())
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: _num(v)))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: format_number(v)))
     if not numeric:
         ax.set_xticks(range(len(order)))
         ax.set_xticklabels(order)
@@ -536,7 +538,7 @@ def sweep_figure(layers: pd.DataFrame, parameter: str, swept: list[str], title: 
         if positive and len(values) > 2 and values[-1] / values[0] >= 8:
             ax.set_xscale("log", base=2)
         ax.set_xticks(values)
-        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: _num(v)))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: format_number(v)))
     ax.set_xlabel(_parameter_label(parameter))
     ax.set_ylabel("layer time, non-blit kernels (µs, log scale)")
     ax.grid(True, which="major", lw=0.4, alpha=0.5)

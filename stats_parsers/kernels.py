@@ -135,6 +135,18 @@ def kernel_metrics(
     stats: StatsDumps, clock_period_ticks: float | None = None, cumulative: bool = False
 ) -> pd.DataFrame:
     """One row per dump with the metrics of the module doc (no kernel labels)."""
+    return pd.DataFrame(
+        {
+            "dump": np.arange(stats.n_dumps, dtype=np.int64),
+            **_metric_arrays(stats, clock_period_ticks, cumulative),
+        }
+    )
+
+
+def _metric_arrays(
+    stats: StatsDumps, clock_period_ticks: float | None, cumulative: bool
+) -> dict[str, np.ndarray]:
+    """Each metric column (float, one value per dump), in ``kernel_metrics``' order."""
     frame = stats.frame
     all_names = _full_names(frame)
     prefix = names.detect_shader_prefix(all_names) or "system.cpu1"
@@ -164,7 +176,7 @@ def kernel_metrics(
     if cumulative:
         # Counters grow from the last reset: each dump minus the previous one.
         wide, wlp_sum, wlp_n = _diffs(wide), _diffs(wlp_sum), _diffs(wlp_n)
-    out: dict[str, np.ndarray] = {"dump": np.arange(n, dtype=np.int64)}
+    out: dict[str, np.ndarray] = {}
     for metric in METRICS:
         cols = [at[c] for c in resolved[metric.column]]
         if not cols:
@@ -192,7 +204,7 @@ def kernel_metrics(
         out["wave_level_parallelism_mean"] = np.full(n, np.nan)
     active = out["shader_active_ticks"]
     out["gpu_cycles"] = active / clock_period_ticks if clock_period_ticks else np.full(n, np.nan)
-    return pd.DataFrame(out)
+    return out
 
 
 def kernel_table(
@@ -235,46 +247,45 @@ def kernel_table(
         notes.append(
             f"no config.ini or config.json in {base}: gpu_cycles is empty (it needs the shader clock)"
         )
-    labels = None
+    columns: dict[str, object]
     if kernels is not None:
         if cumulative is None:
             cumulative = bool((~kernels["reset"].astype(bool)).any()) if len(kernels) else False
-        labels = pd.DataFrame(
-            {
-                "kernel_index": kernels["kernel_index"].astype("Int64"),
-                # Tasks complete in dispatch order, so the task just completed is tasks_done - 1.
-                "task_id": (kernels["tasks_done"] - 1).astype("Int64"),
-                "blit": (kernels["kind"] == "blit").astype("boolean"),
-                "dump": kernels["dump"].astype("int64"),
-            }
-        )
-        beyond = labels["dump"] >= stats.n_dumps
+        dump = kernels["dump"].to_numpy().astype("int64")
+        beyond = dump >= stats.n_dumps
         if beyond.any() and strict:
-            first = int(labels.loc[beyond, "dump"].iloc[0])
             raise InputError(
-                f"{events_file}: event names dump {first} but {stats_path} has {stats.n_dumps} dumps "
-                "(run killed mid-dump? lenient mode keeps the kernels with NA stats)"
+                f"{events_file}: event names dump {int(dump[beyond][0])} but {stats_path} has {stats.n_dumps} "
+                "dumps (run killed mid-dump? lenient mode keeps the kernels with NA stats)"
             )
-    metrics = kernel_metrics(stats, period, bool(cumulative))
-    if labels is None:
-        labels = pd.DataFrame(
-            {
-                "kernel_index": pd.array([pd.NA] * stats.n_dumps, dtype="Int64"),
-                "task_id": pd.array([pd.NA] * stats.n_dumps, dtype="Int64"),
-                "blit": pd.array([pd.NA] * stats.n_dumps, dtype="boolean"),
-                "dump": np.arange(stats.n_dumps, dtype="int64"),
-            }
-        )
-    # Each label's dump row of the metrics (one row per dump 0..n-1; a dump past the end: NA).
-    dump = labels["dump"].to_numpy()
-    inside = dump < len(metrics)
-    picked = metrics.drop(columns="dump").iloc[np.where(inside, dump, 0)].reset_index(drop=True)
-    if not inside.all():
-        picked.loc[~inside, :] = np.nan
-    result = pd.concat([labels.reset_index(drop=True), picked], axis=1)
-    result = result[list(KERNEL_COLUMNS)]
-    checked = [c for c in KERNEL_COLUMNS[4:] if c != "gpu_cycles"]
-    empty = [c for c, none in zip(checked, result[checked].isna().all().tolist(), strict=True) if none]
+        columns = {
+            "kernel_index": pd.array(kernels["kernel_index"], dtype="Int64"),
+            # Tasks complete in dispatch order, so the task just completed is tasks_done - 1.
+            "task_id": pd.array(kernels["tasks_done"] - 1, dtype="Int64"),
+            "blit": pd.array((kernels["kind"] == "blit").to_numpy(), dtype="boolean"),
+            "dump": dump,
+        }
+    else:
+        dump = np.arange(stats.n_dumps, dtype="int64")
+        columns = {
+            "kernel_index": pd.array([pd.NA] * stats.n_dumps, dtype="Int64"),
+            "task_id": pd.array([pd.NA] * stats.n_dumps, dtype="Int64"),
+            "blit": pd.array([pd.NA] * stats.n_dumps, dtype="boolean"),
+            "dump": dump,
+        }
+    metrics = _metric_arrays(stats, period, bool(cumulative))
+    # Each label's dump row of the metrics (one value per dump 0..n-1; a dump past the end: NA).
+    inside = dump < stats.n_dumps
+    picked = np.where(inside, dump, 0)
+    empty: list[str] = []
+    for name in KERNEL_COLUMNS[4:]:
+        values = metrics[name][picked] if stats.n_dumps else np.full(len(dump), np.nan)
+        if not inside.all():
+            values[~inside] = np.nan
+        columns[name] = values
+        if name != "gpu_cycles" and np.isnan(values).all():
+            empty.append(name)
+    result = pd.DataFrame(columns, columns=list(KERNEL_COLUMNS))
     if empty and len(result):
         shown = ", ".join(empty[:8]) + (f" and {len(empty) - 8} more" if len(empty) > 8 else "")
         notes.append(f"{shown}: empty in every row (stats this gem5 run did not print)")
