@@ -86,9 +86,7 @@ class Machine:
         return get_profile(self.profile)
 
     def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["gpu"] = asdict(self.gpu)
-        return data
+        return asdict(self)  # gpu too: asdict recurses into the nested dataclass
 
 
 @dataclass(frozen=True)

@@ -123,6 +123,12 @@ def test_read_events_names_file_and_line(tmp_path: Path) -> None:
         events.read_events(path)
     with pytest.raises(InputError, match="not found"):
         events.read_events(tmp_path / "missing")
+    # A field of the wrong type is named with its line, not a traceback from pandas.
+    for field, value in (("tick", None), ("seq", "seven"), ("dump", [1])):
+        odd = {**_event(0, "GPU Kernel Completed"), field: value}
+        _write_events(path, [START, _event(1, "Skipping GPU Kernel"), odd])
+        with pytest.raises(InputError, match=rf"jsonl:3: field '{field}' is .*, not an integer"):
+            events.read_events(path)
 
 
 def test_cli_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
