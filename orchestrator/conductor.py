@@ -643,6 +643,9 @@ class Conductor:
             # A previous attempt's or another render's outputs: never mix them with this run's.
             target = move_aside(outdir)
             self.report(f"{node.plan.label}: earlier outputs ({why}) moved aside to {target.name}")
+        stage = getattr(self.backend, "stage", None)
+        if stage is not None:
+            stage(node.plan.run_dir)
         node.record = record
         return True
 

@@ -396,7 +396,9 @@ def save_kernel_map(kernel_map: KernelMap, run_dir: str | Path) -> Path:
         "kernels": _records(kernel_map.kernels),
         "regions": _records(kernel_map.regions),
     }
-    atomic.write_text(target, json.dumps(payload, indent=1, default=_jsonable) + "\n")
+    # Atomic, not fsynced: a map is made again from the census's events (and the conductor
+    # checks its identity), while an fsync stalls the journal for every other writer.
+    atomic.write_text(target, json.dumps(payload, indent=1, default=_jsonable) + "\n", durable=False)
     return target
 
 

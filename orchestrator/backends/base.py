@@ -62,4 +62,5 @@ class Backend(Protocol):
     # Optional, looked up with getattr by the conductor:
     #   adopt(handle, run_dir)  -> None   know a run an earlier conductor started
     #   capacity()              -> (cpus, mem_gib) | None   what runs at once may use (admission)
+    #   stage(run_dir)          -> None   make what submit needs ahead, while another run goes
     #   close()                 -> None   release connections and threads at the end
