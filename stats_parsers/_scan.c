@@ -28,23 +28,20 @@
 
 #define WINDOW 96
 #define PAD 16
-#define ABI 2
+#define ABI 3
 
 /* Slots of the argument vector (int64 each: numbers, or addresses of numpy buffers). The
    order is exported by ll_slots() and checked by the loader. */
 #define SLOTS(X)                                                                                  \
     X(FD) X(LO) X(HI) X(SIZE) X(BLOCK) X(BUF) X(BUF_CAP)                                          \
-    X(REG_LINE) X(REG_STAT) X(REG_VAL) X(REG_INT) X(REG_OK) X(REG_CAP)                            \
-    X(PCT_LINE) X(PCT_STAT) X(PCT_VAL) X(PCT_INT) X(PCT_OK) X(PCT_PDF) X(PCT_CDF) X(PCT_CAP)      \
-    X(ONE_LINE) X(ONE_STAT) X(ONE_BUCKET) X(ONE_VAL) X(ONE_INT) X(ONE_OK) X(ONE_PDF)              \
-    X(ONE_PDF_OK) X(ONE_CDF) X(ONE_CDF_OK) X(ONE_CAP)                                             \
+    X(ROW_LINE) X(ROW_STAT) X(ROW_BUCKET) X(ROW_VAL) X(ROW_INT) X(ROW_OK) X(ROW_PDF)              \
+    X(ROW_PDF_OK) X(ROW_CDF) X(ROW_CDF_OK) X(ROW_CAP)                                             \
     X(IRR_LINE) X(IRR_OFF) X(IRR_CAP) X(IRR_BUF) X(IRR_BYTES)                                     \
     X(FLT_BUF) X(FLT_BYTES) X(FLT_OFF) X(FLT_KIND) X(FLT_ROW) X(FLT_CAP)                          \
     X(FT_BUF) X(FT_BYTES) X(FT_OFF)                                                               \
     X(T_NAME_LEN) X(T_NAME_WORD) X(T_NB) X(T_NB_CAP) X(T_FIRST_LNO) X(T_NEXT_PRED) X(T_SLOTS)     \
     X(T_CAP) X(T_SLOT_CAP) X(T_STATE)                                                             \
-    X(OUT_REG) X(OUT_PCT) X(OUT_IRR) X(OUT_FLT) X(OUT_FLT_BYTES) X(OUT_ONE) X(OUT_LINES)          \
-    X(OUT_STATUS) X(OUT_ERRNO) X(UNIFIED)
+    X(OUT_ROWS) X(OUT_IRR) X(OUT_FLT) X(OUT_FLT_BYTES) X(OUT_LINES) X(OUT_STATUS) X(OUT_ERRNO)
 #define AS_ENUM(name) S_##name,
 enum { SLOTS(AS_ENUM) N_SLOTS };
 #define AS_TEXT(name) #name ","
@@ -53,7 +50,7 @@ static const char slot_names[] = SLOTS(AS_TEXT);
 /* Status codes. */
 enum { OK = 0, TABLE_FULL = 1, NO_ROOM = 2, CONTROL_BYTES = 3, NOT_UTF8 = 4, READ_ERROR = 5, SHRANK = 6, NO_MEMORY = 7 };
 /* What a queued float token belongs to (scatter). */
-enum { KIND_REG, KIND_PCT_VALUE, KIND_PDF, KIND_CDF, KIND_ONE_VALUE, KIND_ONE_PDF, KIND_ONE_CDF };
+enum { KIND_VALUE, KIND_PDF, KIND_CDF };
 
 const char *ll_slots(void) { return slot_names; }
 int64_t ll_abi(void) { return ABI; }
@@ -247,12 +244,12 @@ typedef struct {
     int64_t *ival;
     uint8_t *ok, *pdf_ok, *cdf_ok;
     int64_t n, cap;
-} one_t;
+} rows_t;
 
 /* Cells of a one-line bucket list `name |v [pdf% [cdf%]] |v ... [ # desc]`, from row o->n.
    1: taken; 0: refused whole (the line goes back as irregular, where the polars pass refuses
    it too); -1: no room for its cells or tokens (the caller retries with more). */
-static int oneline(const uint8_t *d, int64_t ls, int64_t p1, int64_t ce, int64_t line, one_t *o, floats_t *f) {
+static int oneline(const uint8_t *d, int64_t ls, int64_t p1, int64_t ce, int64_t line, rows_t *o, floats_t *f) {
     for (int64_t k = ls; k < p1 - 1; k++)
         if (d[k] == ':' && d[k + 1] == ':') return 0;
     int64_t hend = find(d, p1, ce, 0x2323232323232323ULL); /* first '#' */
@@ -284,11 +281,11 @@ static int oneline(const uint8_t *d, int64_t ls, int64_t p1, int64_t ce, int64_t
         o->bucket[row] = (int32_t)bucket;
         o->ok[row] = 0;
         if (!(kind == 1 && parse_int(d, vs, ve, o->val, o->ival, o->ok, row)))
-            if (!push(f, d, vs, ve, KIND_ONE_VALUE, row)) goto no_room;
+            if (!push(f, d, vs, ve, KIND_VALUE, row)) goto no_room;
         o->pdf_ok[row] = ntok >= 2;
-        if (ntok >= 2 && !push(f, d, ps, pe - 1, KIND_ONE_PDF, row)) goto no_room;
+        if (ntok >= 2 && !push(f, d, ps, pe - 1, KIND_PDF, row)) goto no_room;
         o->cdf_ok[row] = ntok == 3;
-        if (ntok == 3 && !push(f, d, cs, cend - 1, KIND_ONE_CDF, row)) goto no_room;
+        if (ntok == 3 && !push(f, d, cs, cend - 1, KIND_CDF, row)) goto no_room;
         row++;
         bucket++;
         if (s >= hend) {
@@ -428,27 +425,17 @@ void ll_scan(int64_t *a) {
                  a[S_T_SLOT_CAP],        a[S_T_NB_CAP]};
     floats_t f = {P(uint8_t, FLT_BUF), P(int32_t, FLT_OFF), P(int8_t, FLT_KIND), P(int32_t, FLT_ROW), 0, 0,
                   a[S_FLT_CAP],        a[S_FLT_BYTES]};
-    one_t o = {P(uint32_t, ONE_LINE), P(int32_t, ONE_STAT), P(int32_t, ONE_BUCKET), P(double, ONE_VAL),
-               P(double, ONE_PDF),    P(double, ONE_CDF),   P(int64_t, ONE_INT),    P(uint8_t, ONE_OK),
-               P(uint8_t, ONE_PDF_OK), P(uint8_t, ONE_CDF_OK), 0, a[S_ONE_CAP]};
-    uint32_t *reg_line = P(uint32_t, REG_LINE), *pct_line = P(uint32_t, PCT_LINE);
-    int32_t *reg_stat = P(int32_t, REG_STAT), *pct_stat = P(int32_t, PCT_STAT);
-    double *reg_val = P(double, REG_VAL), *pct_val = P(double, PCT_VAL);
-    int64_t *reg_int = P(int64_t, REG_INT), *pct_int = P(int64_t, PCT_INT);
-    uint8_t *reg_ok = P(uint8_t, REG_OK), *pct_ok_ = P(uint8_t, PCT_OK);
-    int64_t reg_cap = a[S_REG_CAP], pct_cap = a[S_PCT_CAP];
-    /* UNIFIED: the caller passed the same arrays for the three kinds of rows (and for their
-       pdf/cdf columns): every row then takes the next row of those arrays, so a chunk's rows
-       come out in line order, with pdf/cdf flags and bucket index per row (-1: no bucket). */
-    int unified = (int)a[S_UNIFIED];
-    uint8_t *u_pdf_ok = P(uint8_t, ONE_PDF_OK), *u_cdf_ok = P(uint8_t, ONE_CDF_OK);
-    int32_t *u_bucket = P(int32_t, ONE_BUCKET);
-    double *u_pdf = P(double, PCT_PDF), *u_cdf = P(double, PCT_CDF);
+    /* One set of row arrays for every kind of row (regular, pdf/cdf, bucket cell): each row
+       takes the next one, so a chunk's rows come out in line order, with pdf/cdf flags and a
+       bucket index per row (-1: not a bucket cell). */
+    rows_t o = {P(uint32_t, ROW_LINE), P(int32_t, ROW_STAT), P(int32_t, ROW_BUCKET), P(double, ROW_VAL),
+                P(double, ROW_PDF),    P(double, ROW_CDF),   P(int64_t, ROW_INT),    P(uint8_t, ROW_OK),
+                P(uint8_t, ROW_PDF_OK), P(uint8_t, ROW_CDF_OK), 0, a[S_ROW_CAP]};
     int64_t *irr_line = P(int64_t, IRR_LINE), *irr_off = P(int64_t, IRR_OFF), irr_cap = a[S_IRR_CAP];
     uint8_t *irr_buf = P(uint8_t, IRR_BUF), *ft_buf = P(uint8_t, FT_BUF);
     int64_t irr_bytes = a[S_IRR_BYTES], ft_bytes = a[S_FT_BYTES], *ft_off = P(int64_t, FT_OFF);
     int64_t first_new = t.state[0];
-    int64_t n_reg = 0, n_pct = 0, n_irr = 0, line = 0, prev = -1, status = OK;
+    int64_t n_irr = 0, line = 0, prev = -1, status = OK;
     f.off[0] = 0;
     irr_off[0] = 0;
     ft_off[0] = 0;
@@ -518,9 +505,7 @@ void ll_scan(int64_t *a) {
                         }
                     }
                     if (ok) {
-                        int64_t *counter = pct && !unified ? &n_pct : &n_reg;
-                        if (*counter >= (pct && !unified ? pct_cap : reg_cap) || f.n + 3 > f.cap ||
-                            f.bytes + (ce - ls) > f.bytes_cap) {
+                        if (o.n >= o.cap || f.n + 3 > f.cap || f.bytes + (ce - ls) > f.bytes_cap) {
                             status = NO_ROOM;
                             goto out;
                         }
@@ -541,30 +526,15 @@ void ll_scan(int64_t *a) {
                             t.first_lno[sid] = line;
                         }
                         prev = sid;
-                        int64_t row;
-                        double *val;
-                        int64_t *ival;
-                        uint8_t *okv;
-                        int vk;
-                        if (unified) {
-                            u_pdf_ok[n_reg] = u_cdf_ok[n_reg] = (uint8_t)pct;
-                            u_bucket[n_reg] = -1;
-                            if (!pct) u_pdf[n_reg] = u_cdf[n_reg] = 0.0;
-                        }
-                        if (pct) {
-                            row = (*counter)++;
-                            pct_line[row] = (uint32_t)line;
-                            pct_stat[row] = (int32_t)sid;
-                            pct_ok_[row] = 0;
-                            vk = KIND_PCT_VALUE, val = pct_val, ival = pct_int, okv = pct_ok_;
-                        } else {
-                            row = n_reg++;
-                            reg_line[row] = (uint32_t)line;
-                            reg_stat[row] = (int32_t)sid;
-                            reg_ok[row] = 0;
-                            vk = KIND_REG, val = reg_val, ival = reg_int, okv = reg_ok;
-                        }
-                        if (!(kind == 1 && parse_int(d, vs, ve, val, ival, okv, row))) push(&f, d, vs, ve, vk, row);
+                        int64_t row = o.n++;
+                        o.line[row] = (uint32_t)line;
+                        o.stat[row] = (int32_t)sid;
+                        o.ok[row] = 0;
+                        o.bucket[row] = -1;
+                        o.pdf_ok[row] = o.cdf_ok[row] = (uint8_t)pct;
+                        if (!pct) o.pdf[row] = o.cdf[row] = 0.0;
+                        if (!(kind == 1 && parse_int(d, vs, ve, o.val, o.ival, o.ok, row)))
+                            push(&f, d, vs, ve, KIND_VALUE, row);
                         if (pct) {
                             push(&f, d, ps, pe - 1, KIND_PDF, row);
                             push(&f, d, cs, cend - 1, KIND_CDF, row);
@@ -573,10 +543,8 @@ void ll_scan(int64_t *a) {
                 }
             }
             if (!ok && p1 > ls && p1 < ce) {
-                if (unified) o.n = n_reg;
                 int64_t first = o.n;
                 int got = oneline(d, ls, p1, ce, line, &o, &f);
-                if (unified) n_reg = o.n;
                 if (got < 0) {
                     status = NO_ROOM;
                     goto out;
@@ -626,21 +594,18 @@ fail:
     a[S_OUT_ERRNO] = errno;
 out:
     if (r.owned) free(r.buf);
-    a[S_OUT_REG] = n_reg;
-    a[S_OUT_PCT] = n_pct;
+    a[S_OUT_ROWS] = o.n;
     a[S_OUT_IRR] = n_irr;
     a[S_OUT_FLT] = f.n;
     a[S_OUT_FLT_BYTES] = f.bytes;
-    a[S_OUT_ONE] = o.n;
     a[S_OUT_LINES] = line;
     a[S_OUT_STATUS] = status;
 }
 
 /* Put Arrow-cast numbers back in their rows; every NaN becomes the one canonical NaN. */
-void ll_scatter(int64_t n, const double *values, const int8_t *kinds, const int32_t *rows, double *reg_val,
-                double *pct_val, double *pct_pdf, double *pct_cdf, double *one_val, double *one_pdf,
-                double *one_cdf) {
-    double *dest[7] = {reg_val, pct_val, pct_pdf, pct_cdf, one_val, one_pdf, one_cdf};
+void ll_scatter(int64_t n, const double *values, const int8_t *kinds, const int32_t *rows, double *val,
+                double *pdf, double *cdf) {
+    double *dest[3] = {val, pdf, cdf};
     for (int64_t i = 0; i < n; i++) {
         double v = values[i];
         if (v != v) v = __builtin_nan("");

@@ -155,7 +155,7 @@ class _Chunk:
     first_line: np.ndarray
     first_text: list[str]
     #: rows already in line order (``ROWS`` + ``cell_pos``/``cell_bucket``: the C kernel's
-    #: UNIFIED mode), else the three runs that ``_in_file_order`` merges.
+    #: one row layout), else the three runs that ``_in_file_order`` merges (numba).
     ordered: bool = False
 
 

@@ -36,7 +36,7 @@ from stats_parsers import scan
 SOURCE = Path(__file__).with_name("_scan.c")
 FLAGS = ("-O2", "-shared", "-fPIC")
 #: Must equal ABI in _scan.c.
-ABI = 2
+ABI = 3
 #: Bytes per read: small reads land in a buffer that stays in cache (measured 3x faster than
 #: 16 MiB reads on the 2-core VMs); tests make it tiny to exercise the refills.
 BLOCK = 1 << 16
@@ -149,7 +149,7 @@ def _bind(lib: ctypes.CDLL) -> ctypes.CDLL | None:
     _slots.update({name: i for i, name in enumerate(names)})
     lib.ll_scan.argtypes = [ctypes.c_void_p]
     lib.ll_scan.restype = None
-    lib.ll_scatter.argtypes = [ctypes.c_int64] + [ctypes.c_void_p] * 10
+    lib.ll_scatter.argtypes = [ctypes.c_int64] + [ctypes.c_void_p] * 6
     lib.ll_scatter.restype = None
     lib.ll_dumps.argtypes = [ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64] + [
         ctypes.c_void_p
@@ -211,25 +211,19 @@ class _Space:
         """New row arrays for the next chunk: handed over as they are (views, no copy), so the
         kernel writes each row once, into memory that stays; pages past the rows used are never
         touched, so the room they leave costs nothing. One set of arrays for the three kinds of
-        rows (the kernel's UNIFIED mode): they come out in line order, with nothing to merge."""
+        rows (regular, pdf/cdf, bucket cell): they come out in line order, with nothing to merge."""
         a, s = self.args, _slots
         cap = 3 * self.lines  # regular and pdf/cdf rows: one a line; bucket cells: up to two a line
-        unified = {k: np.empty(cap, t) for k, t in scan.ROWS.items()}
-        unified["bucket"] = np.empty(cap, np.int32)
-        self.rows = unified
-        alias = {
-            "LINE": "line", "STAT": "stat", "VAL": "value", "INT": "int", "OK": "int_ok",
+        rows = {k: np.empty(cap, t) for k, t in scan.ROWS.items()}
+        rows["bucket"] = np.empty(cap, np.int32)
+        self.rows = rows
+        slots = {
+            "LINE": "line", "STAT": "stat", "BUCKET": "bucket", "VAL": "value", "INT": "int", "OK": "int_ok",
+            "PDF": "pdf", "PDF_OK": "pdf_ok", "CDF": "cdf", "CDF_OK": "cdf_ok",
         }  # fmt: skip
-        for kind in ("REG", "PCT", "ONE"):
-            for slot, key in alias.items():
-                a[s[f"{kind}_{slot}"]] = _ptr(unified[key])
-            a[s[f"{kind}_CAP"]] = cap
-        a[s["PCT_PDF"]] = a[s["ONE_PDF"]] = _ptr(unified["pdf"])
-        a[s["PCT_CDF"]] = a[s["ONE_CDF"]] = _ptr(unified["cdf"])
-        a[s["ONE_PDF_OK"]] = _ptr(unified["pdf_ok"])
-        a[s["ONE_CDF_OK"]] = _ptr(unified["cdf_ok"])
-        a[s["ONE_BUCKET"]] = _ptr(unified["bucket"])
-        a[s["UNIFIED"]] = 1
+        for slot, key in slots.items():
+            a[s[f"ROW_{slot}"]] = _ptr(rows[key])
+        a[s["ROW_CAP"]] = cap
 
     def bind(self, table: scan._Table) -> None:
         if table is self.table:
@@ -294,9 +288,9 @@ def _scan_chunk(fd: int, size: int, chunk_bytes: int, k: int) -> scan._Chunk:
             _ptr(values),
             _ptr(space.flt_kind),
             _ptr(space.flt_row),
-            *(_ptr(rows[k]) for k in ("value", "value", "pdf", "cdf", "value", "pdf", "cdf")),
+            *(_ptr(rows[k]) for k in ("value", "pdf", "cdf")),
         )
-    n_rows = int(a[s["OUT_REG"]])  # UNIFIED: every row, in line order
+    n_rows = int(a[s["OUT_ROWS"]])  # every row, in line order
     out = {k: v[:n_rows] for k, v in rows.items()}
     bucket = out.pop("bucket")
     out["cell_pos"] = np.flatnonzero(bucket >= 0)
