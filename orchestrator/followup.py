@@ -47,9 +47,7 @@ def collect_table(run_dir: Path):  # -> pd.DataFrame
     from reports.join import simulated_kernels
 
     table = simulated_kernels(run_dir)
-    # Atomic but not fsynced: the table is made again from the run's outputs, and an fsync
-    # stalls the filesystem's journal for the loop starting the next run (~4 ms a run).
-    atomic.write_with(run_dir / KERNELS_FILE, lambda tmp: table.to_parquet(tmp, index=False), durable=False)
+    atomic.write_with(run_dir / KERNELS_FILE, lambda tmp: table.to_parquet(tmp, index=False))
     return table
 
 

@@ -65,18 +65,7 @@ class Helper:
         return future
 
     def _start(self) -> subprocess.Popen:
-        env = dict(os.environ)
-        # The same code as this conductor's, whichever tree or install it was started from.
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "orchestrator.helper"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            env=env,
-            text=True,
-            encoding="utf-8",
-            bufsize=1,
-        )
+        proc = spawn()
         self._reader = threading.Thread(
             target=self._read, args=(proc,), name="layerlab-helper-reader", daemon=True
         )
@@ -153,6 +142,22 @@ class Helper:
         if reader is not None:
             reader.join()
         proc.wait()
+
+
+def spawn() -> subprocess.Popen:
+    """A helper process with pipes to its stdin and stdout (text, line-buffered)."""
+    env = dict(os.environ)
+    # The same code as this conductor's, whichever tree or install it was started from.
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
+    return subprocess.Popen(
+        [sys.executable, "-m", "orchestrator.helper"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        env=env,
+        text=True,
+        encoding="utf-8",
+        bufsize=1,
+    )
 
 
 def main() -> int:

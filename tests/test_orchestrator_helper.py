@@ -6,10 +6,7 @@ Real processes throughout: the helper is started as the conductor starts it.
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -17,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from foundation.errors import InputError
-from orchestrator.helper import REPO, Helper, HelperEnded
+from orchestrator.helper import Helper, HelperEnded, spawn
 
 
 @pytest.fixture
@@ -80,14 +77,7 @@ def test_a_task_in_hand_when_the_helper_dies_is_failed_not_lost(tmp_path: Path) 
 
 
 def test_ctrl_c_does_not_reach_it_and_stdin_closing_ends_it(tmp_path: Path) -> None:
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "orchestrator.helper"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        env=env,
-        text=True,
-    )
+    proc = spawn()  # as the conductor starts it
     try:
         assert proc.stdin is not None and proc.stdout is not None
         request = {"id": 7, "task": "window_cycles", "args": [str(tmp_path), "m", {}]}

@@ -38,6 +38,9 @@ if TYPE_CHECKING:
 
 SCHEMA = "layerlab-kernel-map/1"
 KERNEL_COLUMNS = ("kernel_index", "step", "phase", "layer", "module", "op_name", "marker_id")
+#: Columns that are integers or NA (pandas' nullable Int64).
+KERNEL_INTS = ("step", "layer", "marker_id")
+REGION_INTS = ("layer",)
 REGION_COLUMNS = (
     "marker_id",
     "step",
@@ -84,13 +87,13 @@ class KernelMap:
     @property
     def kernels(self) -> pd.DataFrame:
         if self._kernels is None:
-            self._kernels = _frame(self._kernel_records or [], KERNEL_COLUMNS, ("step", "layer", "marker_id"))
+            self._kernels = _frame(self._kernel_records or [], KERNEL_COLUMNS, KERNEL_INTS)
         return self._kernels
 
     @property
     def regions(self) -> pd.DataFrame:
         if self._regions is None:
-            self._regions = _frame(self._region_records or [], REGION_COLUMNS, ("layer",))
+            self._regions = _frame(self._region_records or [], REGION_COLUMNS, REGION_INTS)
         return self._regions
 
     @property
@@ -292,7 +295,6 @@ def _from_events(
 
 
 def _region_frame(regions: list[dict], labels: dict[int, str], phases: dict[int, Any]) -> pd.DataFrame:
-    import pandas as pd
 
     rows = []
     for r in regions:
@@ -311,8 +313,7 @@ def _region_frame(regions: list[dict], labels: dict[int, str], phases: dict[int,
                 "blits": r["blits"],
             }
         )
-    frame = pd.DataFrame(rows, columns=list(REGION_COLUMNS))
-    frame["layer"] = frame["layer"].astype("Int64")
+    frame = _frame(rows, REGION_COLUMNS, REGION_INTS)
     return frame.sort_values(
         ["first_kernel", "last_kernel"], ascending=[True, False], kind="stable"
     ).reset_index(drop=True)
@@ -333,7 +334,6 @@ def _check_against_table(path: Path, regions: pd.DataFrame, ids: dict[str, Any] 
 
 
 def _kernel_frame(kernels: list[dict], regions: pd.DataFrame) -> pd.DataFrame:
-    import pandas as pd
 
     by_id = regions.drop_duplicates("marker_id").set_index("marker_id")
     rows = []
@@ -365,10 +365,7 @@ def _kernel_frame(kernels: list[dict], regions: pd.DataFrame) -> pd.DataFrame:
                 "marker_id": marker_id,
             }
         )
-    frame = pd.DataFrame(rows, columns=list(KERNEL_COLUMNS))
-    for column in ("step", "layer", "marker_id"):
-        frame[column] = frame[column].astype("Int64")
-    return frame
+    return _frame(rows, KERNEL_COLUMNS, KERNEL_INTS)
 
 
 # -- persistence --------------------------------------------------------------------------------
@@ -396,9 +393,7 @@ def save_kernel_map(kernel_map: KernelMap, run_dir: str | Path) -> Path:
         "kernels": _records(kernel_map.kernels),
         "regions": _records(kernel_map.regions),
     }
-    # Atomic, not fsynced: a map is made again from the census's events (and the conductor
-    # checks its identity), while an fsync stalls the journal for every other writer.
-    atomic.write_text(target, json.dumps(payload, indent=1, default=_jsonable) + "\n", durable=False)
+    atomic.write_text(target, json.dumps(payload, indent=1, default=_jsonable) + "\n")
     return target
 
 
